@@ -1,0 +1,214 @@
+/**
+ * Streams a WAL file record by record, with byte offsets, classifying every record the way Engram's
+ * reader does (storage format §2.7):
+ *   - fewer than 64 bytes left at a header boundary: a clean end (`partial_header`, or `eof` at 0 bytes);
+ *   - bad magic or header_crc: the rest of the file is unreadable (`bad_header`);
+ *   - a valid header whose payload runs past the end: `torn_payload` (Engram refuses to open the space);
+ *   - payload_crc mismatch: the record is skipped and reading goes on (`bad_payload_crc`).
+ * It holds one window of the file in memory (4 MiB, grown only for a larger single record), never the
+ * whole file, and never throws on garbage: damage is data, reported in `end` and `validity`.
+ */
+import {open, type FileHandle} from 'node:fs/promises'
+
+import {fsError} from '../errors.js'
+import {crc32c} from './crc32c.js'
+import {computeHeaderCrc, decodeHeader, HEADER_SIZE, headerError, type RecordHeader} from './record.js'
+
+export type RecordValidity = 'ok' | 'bad_payload_crc'
+
+export interface WalRecord {
+  /** Position of the record in the file, from 0. */
+  index: number
+  offset: number
+  header: RecordHeader
+  validity: RecordValidity
+  /** 64 + payload size. */
+  recordSize: number
+  computedPayloadCrc: number
+  /**
+   * The payload: a view into the reader's window, valid only until the next record is requested.
+   * Undefined for a payload larger than `maxInlinePayload` (its CRC is computed while streaming).
+   */
+  payload?: Buffer
+}
+
+export type FileEnd =
+  | {kind: 'eof'; offset: number}
+  | {kind: 'partial_header'; offset: number; bytes: number}
+  | {
+      kind: 'bad_header'
+      offset: number
+      bytesDiscarded: number
+      error: string
+      header: RecordHeader
+      computedHeaderCrc: number
+    }
+  | {kind: 'torn_payload'; offset: number; payloadBytesPresent: number; truncateTo: number; header: RecordHeader}
+
+export interface ReadOptions {
+  /** Read only the first `limit` bytes (a size snapshot of a live file). Default: the size at open. */
+  limit?: number
+  /** Start at this offset, which must be a record boundary (incremental reads). */
+  start?: number
+  signal?: AbortSignal
+  /** Payloads above this size are CRC-checked in chunks and not exposed. Default 64 MiB. */
+  maxInlinePayload?: number
+  /** Size of the read window. Default 4 MiB. */
+  windowSize?: number
+}
+
+export class WalFileReader {
+  /** How the walk ended; set once `records()` has finished. */
+  end?: FileEnd
+  /** Bytes the walk considered (the size snapshot). */
+  size = 0
+  /** Offset just after the last complete record with a valid header (a safe cut point). */
+  lastGoodEnd = 0
+  /** Offset just after the last record whose header and payload CRCs both pass. */
+  lastValidEnd = 0
+  recordsRead = 0
+
+  private window: Buffer
+  private windowPos = 0
+  private windowLen = 0
+
+  constructor(
+    readonly path: string,
+    private readonly options: ReadOptions = {},
+  ) {
+    this.window = Buffer.allocUnsafe(options.windowSize ?? 4 * 1024 * 1024)
+  }
+
+  /** Walks the whole file and returns the end; for callers that only need the classification. */
+  async scan(): Promise<FileEnd> {
+    for await (const _ of this.records()) {
+      // records are counted by the generator
+    }
+    return this.end!
+  }
+
+  async *records(): AsyncGenerator<WalRecord> {
+    let fh: FileHandle
+    try {
+      fh = await open(this.path, 'r')
+    } catch (error) {
+      throw fsError(error, 'open WAL file', this.path)
+    }
+    try {
+      const st = await fh.stat()
+      if (!st.isFile()) throw fsError(Object.assign(new Error('not a file'), {code: 'ENOTFILE'}), 'read WAL file', this.path)
+      this.size = Math.min(this.options.limit ?? st.size, st.size)
+      yield* this.walk(fh)
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /** Makes file bytes [pos, pos+n) available in the window; returns their index in it. */
+  private async ensure(fh: FileHandle, pos: number, n: number): Promise<number> {
+    if (pos >= this.windowPos && pos + n <= this.windowPos + this.windowLen) return pos - this.windowPos
+    if (n > this.window.length) {
+      let size = this.window.length
+      while (size < n) size *= 2
+      this.window = Buffer.allocUnsafe(size)
+      this.windowLen = 0
+    }
+    // Keep bytes already read that are still ahead of pos, then fill the rest.
+    if (pos >= this.windowPos && pos < this.windowPos + this.windowLen) {
+      const keep = this.windowPos + this.windowLen - pos
+      this.window.copy(this.window, 0, pos - this.windowPos, pos - this.windowPos + keep)
+      this.windowLen = keep
+    } else {
+      this.windowLen = 0
+    }
+    this.windowPos = pos
+    const want = Math.min(this.window.length, this.size - pos)
+    while (this.windowLen < want) {
+      this.options.signal?.throwIfAborted()
+      let bytesRead: number
+      try {
+        ;({bytesRead} = await fh.read(this.window, this.windowLen, want - this.windowLen, pos + this.windowLen))
+      } catch (error) {
+        throw fsError(error, 'read WAL file', this.path)
+      }
+      if (bytesRead === 0) {
+        // The file shrank under us: treat what we have as the end.
+        this.size = pos + this.windowLen
+        break
+      }
+      this.windowLen += bytesRead
+    }
+    return 0
+  }
+
+  private async *walk(fh: FileHandle): AsyncGenerator<WalRecord> {
+    const maxInline = this.options.maxInlinePayload ?? 64 * 1024 * 1024
+    let pos = this.options.start ?? 0
+    this.lastGoodEnd = pos
+    this.lastValidEnd = pos
+    let index = 0
+    for (;;) {
+      const remaining = this.size - pos
+      if (remaining <= 0) {
+        this.end = {kind: 'eof', offset: pos}
+        return
+      }
+      if (remaining < HEADER_SIZE) {
+        this.end = {kind: 'partial_header', offset: pos, bytes: remaining}
+        return
+      }
+      let at = await this.ensure(fh, pos, HEADER_SIZE)
+      if (this.size - pos < HEADER_SIZE) continue // file shrank; re-evaluate
+      const header = decodeHeader(this.window, at)
+      const computedHeaderCrc = computeHeaderCrc(this.window, at)
+      const error = headerError(header, computedHeaderCrc)
+      this.recordsRead = index + 1
+      if (error) {
+        this.end = {kind: 'bad_header', offset: pos, bytesDiscarded: remaining, error, header, computedHeaderCrc}
+        return
+      }
+      const recordSize = HEADER_SIZE + header.payloadSize
+      if (recordSize > remaining) {
+        this.end = {kind: 'torn_payload', offset: pos, payloadBytesPresent: remaining - HEADER_SIZE, truncateTo: pos, header}
+        return
+      }
+      let payload: Buffer | undefined
+      let computedPayloadCrc: number
+      if (header.payloadSize <= maxInline) {
+        at = await this.ensure(fh, pos, recordSize)
+        if (at + recordSize > this.windowLen) continue // file shrank; re-evaluate
+        payload = this.window.subarray(at + HEADER_SIZE, at + recordSize)
+        computedPayloadCrc = crc32c(payload)
+      } else {
+        computedPayloadCrc = 0
+        let done = 0
+        while (done < header.payloadSize) {
+          const n = Math.min(this.window.length, header.payloadSize - done)
+          const i = await this.ensure(fh, pos + HEADER_SIZE + done, n)
+          if (i + n > this.windowLen) break
+          computedPayloadCrc = crc32c(this.window.subarray(i, i + n), computedPayloadCrc)
+          done += n
+        }
+      }
+      const validity: RecordValidity = computedPayloadCrc === header.payloadCrc ? 'ok' : 'bad_payload_crc'
+      const record: WalRecord = {index, offset: pos, header, validity, recordSize, computedPayloadCrc, payload}
+      pos += recordSize
+      this.lastGoodEnd = pos
+      if (validity === 'ok') this.lastValidEnd = pos
+      index++
+      yield record
+    }
+  }
+}
+
+/** Reads exactly one record's payload at a known offset (used to serve memories from disk). */
+export async function readPayloadAt(fh: FileHandle, offset: number, payloadSize: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(payloadSize)
+  let done = 0
+  while (done < payloadSize) {
+    const {bytesRead} = await fh.read(buf, done, payloadSize - done, offset + HEADER_SIZE + done)
+    if (bytesRead === 0) throw new Error(`short read at offset ${offset + HEADER_SIZE + done}`)
+    done += bytesRead
+  }
+  return buf
+}
