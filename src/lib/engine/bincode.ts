@@ -3,9 +3,9 @@
  * u64 lengths for strings, sequences and maps, u8 tags for Option, u32 variant indexes for enums,
  * no size limit, trailing bytes allowed.
  */
-export class DecodeError extends Error {}
+import {isUtf8} from 'node:buffer'
 
-const utf8 = new TextDecoder('utf-8', {fatal: true, ignoreBOM: true})
+export class DecodeError extends Error {}
 
 export class BincodeReader {
   offset: number
@@ -38,9 +38,12 @@ export class BincodeReader {
 
   /** A u64 length or count that must fit what is left of the payload (`unit` bytes per element). */
   length(unit: number): number {
-    const n = this.u64()
-    if (n > BigInt(this.end - this.offset) / BigInt(unit || 1)) throw new DecodeError('io error: length past end of payload')
-    return Number(n)
+    const at = this.need(8)
+    // Read as two u32 halves: cheaper than a BigInt, and any high bits make it too long anyway.
+    const low = this.buf.readUInt32LE(at)
+    const high = this.buf.readUInt32LE(at + 4)
+    if (high !== 0 || low * unit > this.end - this.offset) throw new DecodeError('io error: length past end of payload')
+    return low
   }
 
   f32(): number {
@@ -50,11 +53,9 @@ export class BincodeReader {
   str(): string {
     const n = this.length(1)
     const at = this.need(n)
-    try {
-      return utf8.decode(this.buf.subarray(at, at + n))
-    } catch {
-      throw new DecodeError(`invalid utf-8 in string at payload offset ${at}`)
-    }
+    // Rust's String deserialisation rejects invalid UTF-8; Buffer#toString would replace it silently.
+    if (!isUtf8(this.buf.subarray(at, at + n))) throw new DecodeError(`invalid utf-8 in string at payload offset ${at}`)
+    return this.buf.toString('utf8', at, at + n)
   }
 
   option<T>(read: () => T): T | null {
@@ -68,9 +69,8 @@ export class BincodeReader {
   f32Array(): Float32Array {
     const n = this.length(4)
     const at = this.need(n * 4)
-    const out = new Float32Array(n)
-    new Uint8Array(out.buffer).set(this.buf.subarray(at, at + n * 4))
-    return out
+    const start = this.buf.byteOffset + at
+    return new Float32Array(this.buf.buffer.slice(start, start + n * 4))
   }
 
   stringMap(): Array<[string, string]> {

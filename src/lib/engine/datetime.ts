@@ -35,9 +35,26 @@ function civilFromDays(z: number): [number, number, number] {
   return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d]
 }
 
+/** Whether `text` is an RFC 3339 date-time chrono accepts (the cheap check done on every decode). */
+export function isRfc3339(text: string): boolean {
+  return validFields(RFC3339.exec(text)) !== null
+}
+
+function validFields(m: RegExpExecArray | null): RegExpExecArray | null {
+  if (!m) return null
+  const year = Number(m[1])
+  const month = Number(m[2])
+  const day = Number(m[3])
+  if (month < 1 || month > 12 || day < 1) return null
+  const dim = month === 2 && isLeapYear(year) ? 29 : DAYS_IN_MONTH[month - 1]
+  if (day > dim || Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6]) > 60) return null
+  if (!m[8] && (Number(m[10]) > 23 || Number(m[11]) > 59)) return null
+  return m
+}
+
 /** Parses an RFC 3339 date-time into ns since the epoch; null when it is not one (Engram rejects it). */
 export function parseRfc3339(text: string): bigint | null {
-  const m = RFC3339.exec(text)
+  const m = validFields(RFC3339.exec(text))
   if (!m) return null
   const year = Number(m[1])
   const month = Number(m[2])
@@ -45,16 +62,7 @@ export function parseRfc3339(text: string): bigint | null {
   const hour = Number(m[4])
   const minute = Number(m[5])
   const second = Number(m[6])
-  if (month < 1 || month > 12 || day < 1) return null
-  const dim = month === 2 && isLeapYear(year) ? 29 : DAYS_IN_MONTH[month - 1]
-  if (day > dim || hour > 23 || minute > 59 || second > 60) return null
-  let offsetMinutes = 0
-  if (!m[8]) {
-    const oh = Number(m[10])
-    const om = Number(m[11])
-    if (oh > 23 || om > 59) return null
-    offsetMinutes = (m[9] === '-' ? -1 : 1) * (oh * 60 + om)
-  }
+  const offsetMinutes = m[8] ? 0 : (m[9] === '-' ? -1 : 1) * (Number(m[10]) * 60 + Number(m[11]))
   const fraction = m[7] ? BigInt(m[7].padEnd(9, '0')) : 0n
   // chrono represents a leap second as second 59 with a fraction of 1e9 + f.
   const leap = second === 60 ? 1 : 0

@@ -4,6 +4,7 @@ import {
   decodeCheckpoint,
   decodeDeleteId,
   decodeEpisode,
+  decodeEpisodeMeta,
   decodeMemory,
   type Episode,
   type Memory,
@@ -19,7 +20,22 @@ export type DecodedPayload =
   | {kind: 'not_applicable'}
   | {kind: 'error'; error: string}
 
+export type EpisodeMeta = ReturnType<typeof decodeEpisodeMeta>
+
+type Decoded<E> = Exclude<DecodedPayload, {kind: 'episode'}> | {kind: 'episode'; episode: E}
+
+/** Like DecodedPayload, but episodes come without their embedding vector (validated, not copied). */
+export type DecodedMeta = Decoded<EpisodeMeta>
+
+export function decodePayloadMeta(entryType: number, payload: Buffer): DecodedMeta {
+  return decodeWith(entryType, payload, decodeEpisodeMeta)
+}
+
 export function decodePayload(entryType: number, payload: Buffer): DecodedPayload {
+  return decodeWith(entryType, payload, decodeEpisode)
+}
+
+function decodeWith<E>(entryType: number, payload: Buffer, episode: (p: Buffer) => E): Decoded<E> {
   try {
     switch (entryType) {
       case EntryType.MemoryUpdate:
@@ -33,7 +49,7 @@ export function decodePayload(entryType: number, payload: Buffer): DecodedPayloa
         return {kind: 'not_applicable'}
       default:
         // EpisodeStore, and every unknown type: Engram replays them as EpisodeStore.
-        return {kind: 'episode', episode: decodeEpisode(payload)}
+        return {kind: 'episode', episode: episode(payload)}
     }
   } catch (error) {
     if (error instanceof DecodeError || error instanceof RangeError) return {kind: 'error', error: error.message}

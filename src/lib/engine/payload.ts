@@ -8,7 +8,7 @@
 import {endianness} from 'node:os'
 
 import {BincodeReader, BincodeWriter, DecodeError} from './bincode.js'
-import {parseRfc3339} from './datetime.js'
+import {isRfc3339} from './datetime.js'
 
 if (endianness() !== 'LE') throw new Error('engram-ops needs a little-endian CPU (embeddings are copied as raw f32 bytes)')
 
@@ -77,7 +77,7 @@ export interface Memory {
 
 function readDateTime(r: BincodeReader, field: string): string {
   const text = r.str()
-  if (parseRfc3339(text) === null) throw new DecodeError(`${field}: invalid RFC 3339 date-time ${JSON.stringify(text)}`)
+  if (!isRfc3339(text)) throw new DecodeError(`${field}: invalid RFC 3339 date-time ${JSON.stringify(text)}`)
   return text
 }
 
@@ -119,9 +119,15 @@ function readDecayFunction(r: BincodeReader): DecayFunction {
   }
 }
 
-/** Decodes a bincode Episode; trailing bytes are allowed, as in bincode 1.3. Throws DecodeError. */
-export function decodeEpisode(payload: Buffer): Episode {
-  const r = new BincodeReader(payload)
+function skipEmbedding(r: BincodeReader): number {
+  const n = r.length(4)
+  if (n !== EMBEDDING_DIM) throw new DecodeError(`Expected array of length ${EMBEDDING_DIM}, got ${n}`)
+  r.offset += n * 4
+  return n
+}
+
+/** Walks the Episode fields in declaration order; `embedding` decides how the vector is read. */
+function readEpisode<E>(r: BincodeReader, embedding: (r: BincodeReader) => E): Omit<Episode, 'embedding'> & {embedding: E} {
   const id = r.str()
   const when = readDateTime(r, 'when')
   const whereLocation = r.option(() => r.str())
@@ -132,7 +138,7 @@ export function decodeEpisode(payload: Buffer): Episode {
     return names
   })
   const what = r.str()
-  const embedding = readEmbedding(r)
+  const vector = embedding(r)
   const embeddingProvenance = r.option(() => readProvenance(r))
   const encodingConfidence = readConfidence(r)
   const vividnessConfidence = readConfidence(r)
@@ -148,7 +154,7 @@ export function decodeEpisode(payload: Buffer): Episode {
     whereLocation,
     who,
     what,
-    embedding,
+    embedding: vector,
     embeddingProvenance,
     encodingConfidence,
     vividnessConfidence,
@@ -159,6 +165,19 @@ export function decodeEpisode(payload: Buffer): Episode {
     decayFunction,
     metadata,
   }
+}
+
+/** Decodes a bincode Episode; trailing bytes are allowed, as in bincode 1.3. Throws DecodeError. */
+export function decodeEpisode(payload: Buffer): Episode {
+  return readEpisode(new BincodeReader(payload), readEmbedding)
+}
+
+/**
+ * Decodes and validates every field exactly as decodeEpisode does, but only checks the embedding's
+ * length instead of copying its 3 KB out: what scans and replay need (they keep ids, not vectors).
+ */
+export function decodeEpisodeMeta(payload: Buffer): Omit<Episode, 'embedding'> & {embedding: number} {
+  return readEpisode(new BincodeReader(payload), skipEmbedding)
 }
 
 /** Reads only the id of an Episode payload (the first field), for fast scans. Throws DecodeError. */

@@ -14,6 +14,9 @@ import {fsError} from '../errors.js'
 import {crc32c} from './crc32c.js'
 import {computeHeaderCrc, decodeHeader, HEADER_SIZE, headerError, type RecordHeader} from './record.js'
 
+/** Room in front of each read buffer for the unparsed tail of the previous window. */
+const HEADROOM = 256 * 1024
+
 export type RecordValidity = 'ok' | 'bad_payload_crc'
 
 export interface WalRecord {
@@ -68,15 +71,21 @@ export class WalFileReader {
   lastValidEnd = 0
   recordsRead = 0
 
+  /** Read buffers: `window` holds file bytes [windowPos, windowPos+windowLen) at index `base`. */
   private window: Buffer
+  private spare: Buffer
+  private base = HEADROOM
   private windowPos = 0
   private windowLen = 0
+  /** The next window being read in the background while records are processed. */
+  private prefetch: {pos: number; len: number; promise: Promise<number>} | null = null
 
   constructor(
     readonly path: string,
     private readonly options: ReadOptions = {},
   ) {
-    this.window = Buffer.allocUnsafe(options.windowSize ?? 4 * 1024 * 1024)
+    this.window = Buffer.allocUnsafe(HEADROOM + (options.windowSize ?? 4 * 1024 * 1024))
+    this.spare = Buffer.allocUnsafe(this.window.length)
   }
 
   /** Walks the whole file and returns the end; for callers that only need the classification. */
@@ -100,45 +109,77 @@ export class WalFileReader {
       this.size = Math.min(this.options.limit ?? st.size, st.size)
       yield* this.walk(fh)
     } finally {
+      await this.prefetch?.promise.catch(() => 0)
+      this.prefetch = null
       await fh.close()
     }
   }
 
-  /** Makes file bytes [pos, pos+n) available in the window; returns their index in it. */
+  private startPrefetch(fh: FileHandle): void {
+    const pos = this.windowPos + this.windowLen
+    const len = Math.min(this.spare.length - HEADROOM, this.size - pos)
+    if (len <= 0) return
+    this.prefetch = {pos, len, promise: fh.read(this.spare, HEADROOM, len, pos).then((r) => r.bytesRead)}
+  }
+
+  /**
+   * Makes file bytes [pos, pos+n) available in the window and returns their index in it. Reads are
+   * double-buffered: the next window is read while the current one is parsed, and the unparsed tail of
+   * the current window is copied into the headroom in front of it.
+   */
   private async ensure(fh: FileHandle, pos: number, n: number): Promise<number> {
-    if (pos >= this.windowPos && pos + n <= this.windowPos + this.windowLen) return pos - this.windowPos
-    if (n > this.window.length) {
-      let size = this.window.length
-      while (size < n) size *= 2
-      this.window = Buffer.allocUnsafe(size)
-      this.windowLen = 0
+    if (pos >= this.windowPos && pos + n <= this.windowPos + this.windowLen) return this.base + pos - this.windowPos
+    const end = this.windowPos + this.windowLen
+    const keep = pos >= this.windowPos && pos < end ? end - pos : 0
+    const pending = this.prefetch
+    this.prefetch = null
+    let got: number
+    try {
+      got = pending ? await pending.promise : 0
+    } catch (error) {
+      throw fsError(error, 'read WAL file', this.path)
     }
-    // Keep bytes already read that are still ahead of pos, then fill the rest.
-    if (pos >= this.windowPos && pos < this.windowPos + this.windowLen) {
-      const keep = this.windowPos + this.windowLen - pos
-      this.window.copy(this.window, 0, pos - this.windowPos, pos - this.windowPos + keep)
-      this.windowLen = keep
-    } else {
-      this.windowLen = 0
+    this.options.signal?.throwIfAborted()
+    if (pending && pending.pos === end && (keep > 0 || pos === end) && keep <= HEADROOM && n <= keep + got) {
+      this.window.copy(this.spare, HEADROOM - keep, this.base + pos - this.windowPos, this.base + this.windowLen)
+      ;[this.window, this.spare] = [this.spare, this.window]
+      this.base = HEADROOM - keep
+      this.windowPos = pos
+      this.windowLen = keep + got
+      if (got < pending.len) this.size = this.windowPos + this.windowLen // the file shrank under us
+      this.startPrefetch(fh)
+      return this.base
     }
+    // Slow path: a jump, a record larger than the window, or a leftover larger than the headroom.
+    if (HEADROOM + n > this.window.length) {
+      const size = HEADROOM + Math.max(n, this.window.length - HEADROOM)
+      const grown = Buffer.allocUnsafe(size)
+      if (keep > 0) this.window.copy(grown, HEADROOM, this.base + pos - this.windowPos, this.base + this.windowLen)
+      this.window = grown
+      this.spare = Buffer.allocUnsafe(size)
+    } else if (keep > 0) {
+      this.window.copy(this.window, HEADROOM, this.base + pos - this.windowPos, this.base + this.windowLen)
+    }
+    this.base = HEADROOM
     this.windowPos = pos
-    const want = Math.min(this.window.length, this.size - pos)
+    this.windowLen = keep
+    const want = Math.min(this.window.length - HEADROOM, this.size - pos)
     while (this.windowLen < want) {
       this.options.signal?.throwIfAborted()
       let bytesRead: number
       try {
-        ;({bytesRead} = await fh.read(this.window, this.windowLen, want - this.windowLen, pos + this.windowLen))
+        ;({bytesRead} = await fh.read(this.window, HEADROOM + this.windowLen, want - this.windowLen, pos + this.windowLen))
       } catch (error) {
         throw fsError(error, 'read WAL file', this.path)
       }
       if (bytesRead === 0) {
-        // The file shrank under us: treat what we have as the end.
-        this.size = pos + this.windowLen
+        this.size = pos + this.windowLen // the file shrank under us: what we have is the end
         break
       }
       this.windowLen += bytesRead
     }
-    return 0
+    this.startPrefetch(fh)
+    return this.base
   }
 
   private async *walk(fh: FileHandle): AsyncGenerator<WalRecord> {
@@ -176,16 +217,16 @@ export class WalFileReader {
       let computedPayloadCrc: number
       if (header.payloadSize <= maxInline) {
         at = await this.ensure(fh, pos, recordSize)
-        if (at + recordSize > this.windowLen) continue // file shrank; re-evaluate
+        if (at + recordSize > this.base + this.windowLen) continue // file shrank; re-evaluate
         payload = this.window.subarray(at + HEADER_SIZE, at + recordSize)
         computedPayloadCrc = crc32c(payload)
       } else {
         computedPayloadCrc = 0
         let done = 0
         while (done < header.payloadSize) {
-          const n = Math.min(this.window.length, header.payloadSize - done)
+          const n = Math.min(this.window.length - HEADROOM, header.payloadSize - done)
           const i = await this.ensure(fh, pos + HEADER_SIZE + done, n)
-          if (i + n > this.windowLen) break
+          if (i + n > this.base + this.windowLen) break
           computedPayloadCrc = crc32c(this.window.subarray(i, i + n), computedPayloadCrc)
           done += n
         }

@@ -7,7 +7,7 @@
  * Memory: one small entry per valid record (needed for the global sort) plus the live index; record
  * payloads are decoded while streaming and never kept.
  */
-import {decodePayload} from './decode.js'
+import {decodePayloadMeta} from './decode.js'
 import {listWalFiles, type SpaceDir} from './layout.js'
 import {type FileEnd, WalFileReader} from './reader.js'
 import {entryTypeName, EntryType} from './record.js'
@@ -175,7 +175,7 @@ export async function replaySpace(space: SpaceDir, options: ReplayOptions = {}):
         type === EntryType.CompactionMarker
       if (!ignored) {
         if (rec.payload) {
-          const decoded = decodePayload(type, rec.payload)
+          const decoded = decodePayloadMeta(type, rec.payload)
           if (decoded.kind === 'episode') id = decoded.episode.id
           else if (decoded.kind === 'delete') id = decoded.id
           else if (decoded.kind === 'error') error = decoded.error

@@ -1,0 +1,54 @@
+/** Flag builders shared by commands. */
+import {Flags} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {parseRfc3339} from './lib/engine/datetime.js'
+import {UsageError} from './lib/errors.js'
+import {parseBytes, parseDuration} from './lib/ui/format.js'
+
+/** Engram's own rule: ENGRAM_DATA_DIR, else ./engram-data in the working directory. */
+export const dataDirFlag = Flags.string({
+  char: 'd',
+  summary: 'Engram data root (default: $ENGRAM_DATA_DIR, else ./engram-data, as Engram).',
+  env: 'ENGRAM_DATA_DIR',
+  helpValue: 'DIR',
+})
+
+export function resolveDataDir(value: string | undefined): string {
+  return resolve(value ?? 'engram-data')
+}
+
+/** An RFC 3339 time (or a date, meaning midnight UTC), as ns since the epoch. */
+export const timeFlag = Flags.custom<bigint>({
+  helpValue: 'RFC3339',
+  async parse(input) {
+    const text = /^\d{4}-\d{2}-\d{2}$/.test(input) ? `${input}T00:00:00Z` : input
+    const ns = parseRfc3339(text)
+    if (ns === null) {
+      throw new UsageError(`not an RFC 3339 time: ${JSON.stringify(input)}`, {
+        code: 'BAD_TIME',
+        suggestion: 'Write times like 2026-11-28T14:02:00Z (or 2026-11-28 for midnight UTC).',
+      })
+    }
+    return ns
+  },
+})
+
+export const bytesFlag = Flags.custom<number>({
+  helpValue: 'SIZE',
+  async parse(input) {
+    const n = parseBytes(input)
+    if (n === null) throw new UsageError(`not a size: ${JSON.stringify(input)}`, {code: 'BAD_SIZE', suggestion: 'Write sizes like 512MiB, 1GiB or 4096.'})
+    return n
+  },
+})
+
+/** A duration ("90s", "15m", "24h", "7d") in milliseconds. */
+export const durationFlag = Flags.custom<number>({
+  helpValue: 'DURATION',
+  async parse(input) {
+    const n = parseDuration(input)
+    if (n === null) throw new UsageError(`not a duration: ${JSON.stringify(input)}`, {code: 'BAD_DURATION', suggestion: 'Write durations like 30s, 15m, 24h or 7d.'})
+    return n
+  },
+})
