@@ -16,6 +16,22 @@ export abstract class OpsCommand extends Command {
   }
 
   private _reporter?: Reporter
+  private readonly abort = new AbortController()
+
+  /** Aborted on SIGINT/SIGTERM; pass it to lib code so work stops cleanly (exit 130). */
+  protected get signal(): AbortSignal {
+    return this.abort.signal
+  }
+
+  override async init(): Promise<void> {
+    await super.init()
+    const stop = (sig: NodeJS.Signals) => {
+      if (this.abort.signal.aborted) process.exit(130) // second signal: give up on cleanup
+      this.abort.abort(new Error(`interrupted by ${sig}`))
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+  }
 
   /** Progress and notices on stderr; silent under --json. */
   protected get reporter(): Reporter {

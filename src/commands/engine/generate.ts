@@ -61,6 +61,7 @@ evenly (with jitter) over --window starting at --start; the WAL file is named af
         windowNs: BigInt(flags.window) * 1_000_000n,
         append: flags.append,
         fsync: !flags['no-fsync'],
+        signal: this.signal,
         onProgress: (bytes) => this.reporter.progress({phase: 'generate', done: bytes, unit: 'bytes'}),
       })
       const durationMs = Date.now() - started

@@ -24,7 +24,7 @@ it found. Exit 0 when clean, 3 when damage or invalid space directories were fou
 
   async run(): Promise<DataDirStats & {warnings: string[]}> {
     const {args, flags} = await this.parse(EngineStats)
-    const stats = await collectStats(args['data-dir'] ?? resolveDataDir(flags['data-dir']), flags.space ?? [])
+    const stats = await collectStats(args['data-dir'] ?? resolveDataDir(flags['data-dir']), flags.space ?? [], this.signal)
     for (const s of stats.skipped) this.reporter.warn(`skipped ${s.path}: ${s.reason}`)
     if (stats.totals.damage > 0 || stats.skipped.length > 0) this.markPartial()
     this.out(

@@ -73,6 +73,7 @@ is not an Engram WAL at all.`
         ends.push(e)
         if (!json && !flags.stats) this.out(formatEnd(e))
       },
+      this.signal,
     )
     const damaged = stats.badPayloadCrc > 0 || stats.damagedFiles > 0 || stats.undecodable > 0 || target.skipped.length > 0
     if (damaged) this.markPartial()

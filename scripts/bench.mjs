@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// `npm run bench [-- suite...]`: runs the benchmark suites and rewrites their sections of
+// docs/benchmarks.md. Suites: engine. Set BENCH_DIR to put scratch data on another filesystem,
+// BENCH_SIZE_GIB to change the data size (default 1).
+import {benchEngine} from './bench-engine.mjs'
+
+const suites = {engine: benchEngine}
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'))
+const sizeGiB = Number(process.env.BENCH_SIZE_GIB ?? 1)
+for (const name of wanted.length > 0 ? wanted : Object.keys(suites)) {
+  if (!suites[name]) {
+    console.error(`unknown suite ${name}; known: ${Object.keys(suites).join(', ')}`)
+    process.exit(2)
+  }
+  console.log(`== ${name}`)
+  await suites[name]({sizeGiB})
+}
+console.log('results written to docs/benchmarks.md')
