@@ -103,26 +103,33 @@ export class BincodeWriter {
     return at
   }
 
+  // Every write reserves first: reserve() may replace this.buf, and `this.buf.method(..., this.reserve(n))`
+  // would evaluate the old buffer before the call and write into it.
   u8(v: number): void {
-    this.buf[this.reserve(1)] = v
+    const at = this.reserve(1)
+    this.buf[at] = v
   }
 
   u32(v: number): void {
-    this.buf.writeUInt32LE(v >>> 0, this.reserve(4))
+    const at = this.reserve(4)
+    this.buf.writeUInt32LE(v >>> 0, at)
   }
 
   u64(v: bigint | number): void {
-    this.buf.writeBigUInt64LE(BigInt(v), this.reserve(8))
+    const at = this.reserve(8)
+    this.buf.writeBigUInt64LE(BigInt(v), at)
   }
 
   f32(v: number): void {
-    this.buf.writeFloatLE(v, this.reserve(4))
+    const at = this.reserve(4)
+    this.buf.writeFloatLE(v, at)
   }
 
   str(v: string): void {
     const n = Buffer.byteLength(v, 'utf8')
     this.u64(n)
-    this.buf.write(v, this.reserve(n), n, 'utf8')
+    const at = this.reserve(n)
+    this.buf.write(v, at, n, 'utf8')
   }
 
   option<T>(v: T | null | undefined, write: (value: T) => void): void {
@@ -149,7 +156,8 @@ export class BincodeWriter {
   }
 
   bytes(v: Uint8Array): void {
-    this.buf.set(v, this.reserve(v.length))
+    const at = this.reserve(v.length)
+    this.buf.set(v, at)
   }
 
   /** The written bytes (a view; copy it if the writer is reused). */

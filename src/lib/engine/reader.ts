@@ -51,6 +51,11 @@ export type FileEnd =
 export interface ReadOptions {
   /** Read only the first `limit` bytes (a size snapshot of a live file). Default: the size at open. */
   limit?: number
+  /**
+   * Read through this already-open handle instead of opening `path` (it is not closed). Backups keep
+   * one handle per file across passes, so a file unlinked by Engram's compaction stays readable.
+   */
+  handle?: FileHandle
   /** Start at this offset, which must be a record boundary (incremental reads). */
   start?: number
   signal?: AbortSignal
@@ -99,7 +104,7 @@ export class WalFileReader {
   async *records(): AsyncGenerator<WalRecord> {
     let fh: FileHandle
     try {
-      fh = await open(this.path, 'r')
+      fh = this.options.handle ?? (await open(this.path, 'r'))
     } catch (error) {
       throw fsError(error, 'open WAL file', this.path)
     }
@@ -111,7 +116,7 @@ export class WalFileReader {
     } finally {
       await this.prefetch?.promise.catch(() => 0)
       this.prefetch = null
-      await fh.close()
+      if (!this.options.handle) await fh.close()
     }
   }
 

@@ -38,6 +38,9 @@ export interface OpenStoreOptions {
 
 export class EngineStore {
   private readonly spaces = new Map<string, SpaceState>()
+  /** In-flight creations, so concurrent first requests for a space or its writer share one. */
+  private readonly creating = new Map<string, Promise<SpaceState>>()
+  private readonly opening = new Map<SpaceState, Promise<GroupCommitWriter>>()
   private readonly handles = new Map<string, Promise<FileHandle>>()
   skipped: SkippedEntry[] = []
   truncated: Array<{space: string; file: string; offset: number}> = []
@@ -99,6 +102,15 @@ export class EngineStore {
   async space(id: string): Promise<SpaceState> {
     const existing = this.spaces.get(id)
     if (existing) return existing
+    let pending = this.creating.get(id)
+    if (!pending) {
+      pending = this.createSpace(id).finally(() => this.creating.delete(id))
+      this.creating.set(id, pending)
+    }
+    return pending
+  }
+
+  private async createSpace(id: string): Promise<SpaceState> {
     if (!isValidSpaceId(id) || id !== id.trim()) {
       throw new UsageError(`invalid memory space id ${JSON.stringify(id)}`, {
         code: 'BAD_SPACE_ID',
@@ -113,12 +125,19 @@ export class EngineStore {
   }
 
   private async writerFor(s: SpaceState): Promise<GroupCommitWriter> {
-    if (!s.writer) {
-      const w = await WalWriter.open(join(s.path, 'wal'))
-      s.files.set(w.name, w.path)
-      s.writer = new GroupCommitWriter(w)
+    if (s.writer) return s.writer
+    let pending = this.opening.get(s)
+    if (!pending) {
+      pending = WalWriter.open(join(s.path, 'wal'))
+        .then((w) => {
+          s.files.set(w.name, w.path)
+          s.writer = new GroupCommitWriter(w)
+          return s.writer
+        })
+        .finally(() => this.opening.delete(s))
+      this.opening.set(s, pending)
     }
-    return s.writer
+    return pending
   }
 
   /** Appends an EpisodeStore record; once durable, the id points at it (Engram's runtime is last-wins). */
