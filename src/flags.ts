@@ -52,3 +52,17 @@ export const durationFlag = Flags.custom<number>({
     return n
   },
 })
+
+/** The backup repository: a path, file:// URL or s3:// URL. */
+export const repoFlag = Flags.string({
+  char: 'r',
+  summary: 'Backup repository: a path or file:// URL (env ENGRAM_OPS_REPO).',
+  env: 'ENGRAM_OPS_REPO',
+  required: true,
+  helpValue: 'URL',
+})
+
+export const lockWaitFlag = durationFlag({
+  summary: 'How long to wait for another engram-ops process holding the repository lock (then exit 12).',
+  default: 30_000,
+})

@@ -1,0 +1,42 @@
+import {Flags} from '@oclif/core'
+
+import {OpsCommand} from './base-command.js'
+import {dataDirFlag, lockWaitFlag, repoFlag, resolveDataDir} from './flags.js'
+import {type BackupResult, runBackup} from './lib/backup/backup.js'
+import {parseCompression} from './lib/repo/compression.js'
+import {openRepository} from './lib/repo/open.js'
+import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
+
+export const backupFlags = {
+  'data-dir': dataDirFlag,
+  repo: repoFlag,
+  space: Flags.string({char: 's', summary: 'Back up only this memory space (repeatable; default: all).', multiple: true}),
+  compression: Flags.string({summary: "zstd, zstd:LEVEL or none (default: the repository's)."}),
+  label: Flags.string({summary: 'A free-text label stored in the manifest.'}),
+  'lock-wait': lockWaitFlag,
+}
+
+/** What `backup full` and `backup incremental` share. */
+export abstract class BackupCommand extends OpsCommand {
+  protected async backup(type: 'full' | 'incremental', flags: {[k: string]: unknown}): Promise<BackupResult> {
+    const repo = await openRepository(flags.repo as string)
+    const result = await runBackup({
+      repo,
+      dataDir: resolveDataDir(flags['data-dir'] as string | undefined),
+      type,
+      spaces: (flags.space as string[] | undefined) ?? [],
+      compression: flags.compression ? parseCompression(flags.compression as string) : repo.config.compression,
+      label: flags.label as string | undefined,
+      lockWaitMs: flags['lock-wait'] as number,
+      reporter: this.reporter,
+      signal: this.signal,
+    })
+    this.out(
+      `backup ${result.id} (${result.type}${result.parent ? ` on ${result.parent}` : ''}) complete: ${result.totals.files} files, ${formatBytes(result.totals.bytes)} captured, ${formatBytes(result.totals.archiveBytes)} stored, ${result.totals.records} records in ${formatDuration(result.durationMs)} (${formatRate(result.totals.bytes, result.durationMs)})`,
+    )
+    if (result.note) this.out(`note: ${result.note}`)
+    for (const u of result.unlinked) this.out(`captured unlinked WAL ${u.space}/wal/${u.name} from pid ${u.pid}`)
+    if (result.compaction) this.out(`compaction detected in ${result.compaction.spaces.join(', ')}: rewritten files captured whole`)
+    return result
+  }
+}

@@ -1,0 +1,71 @@
+import {OpsCommand} from '../../base-command.js'
+import {repoFlag} from '../../flags.js'
+import {openRepository} from '../../lib/repo/open.js'
+import type {Verification} from '../../lib/repo/repository.js'
+import {formatBytes} from '../../lib/ui/format.js'
+import {renderTable} from '../../lib/ui/table.js'
+
+export interface BackupListRow {
+  id: string
+  type: string
+  parent: string | null
+  spaces: string[]
+  startedAt: string
+  finishedAt: string
+  records: number
+  bytes: number
+  storedBytes: number
+  label: string | null
+  lastVerification: Verification | null
+}
+
+export default class BackupList extends OpsCommand {
+  static override summary = 'List the complete backups of a repository, oldest first.'
+  static override examples = ['<%= config.bin %> <%= command.id %> --repo /var/backups/engram', '<%= config.bin %> <%= command.id %> --repo /var/backups/engram --json']
+  static override flags = {repo: repoFlag}
+
+  async run(): Promise<{backups: BackupListRow[]; incomplete: string[]}> {
+    const {flags} = await this.parse(BackupList)
+    const repo = await openRepository(flags.repo)
+    const all = await repo.backups()
+    const rows: BackupListRow[] = []
+    for (const b of all) {
+      const m = b.manifest
+      if (!m) continue
+      rows.push({
+        id: m.id,
+        type: m.type,
+        parent: m.parent,
+        spaces: m.spaces.map((s) => s.space),
+        startedAt: m.startedAt,
+        finishedAt: m.finishedAt,
+        records: m.totals.records,
+        bytes: m.totals.bytes,
+        storedBytes: m.totals.archiveBytes,
+        label: m.label,
+        lastVerification: await repo.lastVerification(m.id),
+      })
+    }
+    rows.sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : 0))
+    const incomplete = all.filter((b) => !b.complete).map((b) => b.id)
+    this.out(
+      renderTable(
+        ['id', 'type', 'parent', 'spaces', 'started', 'finished', 'records', 'captured', 'stored', 'verified'],
+        rows.map((r) => [
+          r.id,
+          r.type,
+          r.parent ?? '-',
+          r.spaces.join('\n'),
+          r.startedAt,
+          r.finishedAt,
+          r.records,
+          formatBytes(r.bytes),
+          formatBytes(r.storedBytes),
+          r.lastVerification ? `L${r.lastVerification.level} ${r.lastVerification.ok ? 'ok' : 'FAILED'} ${r.lastVerification.at.slice(0, 16)}` : 'never',
+        ]),
+      ),
+    )
+    if (incomplete.length > 0) this.out(`${incomplete.length} incomplete backups (not restorable; removed by the next backup or prune): ${incomplete.join(', ')}`)
+    return {backups: rows, incomplete}
+  }
+}

@@ -1,0 +1,301 @@
+/**
+ * Full and incremental backups of an Engram data directory into a repository.
+ *
+ * Order of work, chosen so a crash at any moment leaves nothing that looks complete:
+ *   lock → clean up what failed runs left → snapshot time → per space: open, scan, stream archive
+ *   → manifest (the commit marker) → unlock.
+ * An incremental stores, per file, only the bytes past its parent's capture when the file still
+ * starts with the same bytes (same head, same last captured record); new or rewritten files whole;
+ * vanished files as gone. Without a usable parent it becomes a full backup and says so.
+ */
+import {randomBytes} from 'node:crypto'
+import {open} from 'node:fs/promises'
+import {hostname} from 'node:os'
+import {resolve} from 'node:path'
+
+import {nowNs} from '../engine/datetime.js'
+import {assertDataDir} from '../engine/layout.js'
+import {fsError} from '../errors.js'
+import {FsBackend} from '../repo/backends/fs.js'
+import {archiveExtension, type Compression} from '../repo/compression.js'
+import {archiveKey} from '../repo/layout.js'
+import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
+import {backupId, type FileCapture, type Manifest, sealManifest, type SpaceCapture} from '../repo/manifest.js'
+import type {Repository} from '../repo/repository.js'
+import type {Reporter} from '../ui/reporter.js'
+import {type ArchiveEntry, writeArchive} from './archive.js'
+import {captureRecord, hashRange, headLength, type OpenSource, type Sample, scanCapture} from './capture.js'
+import {collectSources} from './sources.js'
+import {VERSION} from '../version.js'
+
+export interface BackupOptions {
+  repo: Repository
+  dataDir: string
+  type: 'full' | 'incremental'
+  spaces: string[]
+  compression: Compression
+  label?: string
+  lockWaitMs: number
+  reporter: Reporter
+  signal?: AbortSignal
+}
+
+export interface BackupResult {
+  id: string
+  type: 'full' | 'incremental'
+  requestedType: 'full' | 'incremental'
+  parent: string | null
+  note: string | null
+  startedAt: string
+  finishedAt: string
+  durationMs: number
+  spaces: Array<{space: string; files: number; bytes: number; archiveBytes: number; records: number; gone: number; rewritten: number}>
+  totals: Manifest['totals']
+  unlinked: Array<{space: string; name: string; pid?: number}>
+  compaction: Manifest['compaction']
+  brokenLocks: LeaseOwner[]
+  cleanedUp: string[]
+  damage: Array<{space: string; file: string; offset: number; kind: string; detail: string}>
+}
+
+interface FileState {
+  name: string
+  end: number
+  headSha256: string
+  tailOffset: number
+  tailSha256: string
+}
+
+/** The file state of `space` after applying a chain of manifests. */
+export function chainFileState(chain: Manifest[], space: string): Map<string, FileState> {
+  const state = new Map<string, FileState>()
+  for (const m of chain) {
+    const sp = m.spaces.find((s) => s.space === space)
+    if (!sp) continue
+    for (const g of sp.gone) state.delete(g)
+    for (const f of sp.files) state.set(f.name, f)
+  }
+  return state
+}
+
+/** Removes objects of backups that never wrote a manifest (crashed or failed runs). Needs the lock. */
+export async function cleanupIncomplete(repo: Repository): Promise<string[]> {
+  const cleaned: string[] = []
+  for (const b of await repo.backups()) {
+    if (b.complete) continue
+    await repo.backend.delete(b.keys)
+    cleaned.push(b.id)
+  }
+  if (repo.backend instanceof FsBackend) await repo.backend.sweepTemporaries(0)
+  return cleaned
+}
+
+async function openSources(space: string, sources: Awaited<ReturnType<typeof collectSources>>['files'] extends Map<string, infer V> ? V : never): Promise<OpenSource[]> {
+  const opened: OpenSource[] = []
+  const inodes = new Set<number>()
+  for (const s of sources) {
+    let handle
+    try {
+      handle = await open(s.openPath, 'r')
+    } catch (error) {
+      // A file removed between listing and opening (compaction) is simply gone.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw fsError(error, 'open WAL file', s.openPath)
+    }
+    const st = await handle.stat()
+    if (inodes.has(st.ino)) {
+      await handle.close() // the same inode through another descriptor
+      continue
+    }
+    inodes.add(st.ino)
+    opened.push({space, name: s.name, handle, size: st.size, inode: st.ino, source: s.source, pid: s.pid, mtime: st.mtime})
+  }
+  // An unlinked file may share its name with the file that replaced it: give it a free name that
+  // sorts right after, so a restore brings both back.
+  const names = new Set(opened.filter((o) => o.source === 'path').map((o) => o.name))
+  for (const o of opened) {
+    if (o.source !== 'unlinked') continue
+    let name = o.name
+    const m = /^wal-([0-9a-f]{16})\.log$/.exec(name)
+    let secs = m ? BigInt(`0x${m[1]}`) : 0n
+    while (names.has(name)) name = m ? `wal-${(++secs).toString(16).padStart(16, '0')}.log` : `${name}.unlinked`
+    names.add(name)
+    o.name = name
+  }
+  return opened.sort((a, b) => (a.name < b.name ? -1 : 1))
+}
+
+export async function runBackup(o: BackupOptions): Promise<BackupResult> {
+  const dataDir = resolve(o.dataDir)
+  await assertDataDir(dataDir)
+  const started = new Date()
+  const lock = await acquireRepoLock(o.repo.backend, {
+    command: `backup ${o.type}`,
+    waitMs: o.lockWaitMs,
+    signal: o.signal,
+    onWait: (h) => o.reporter.info(`repository is locked by ${h.command} (pid ${h.pid} on ${h.host}); waiting up to ${Math.round(o.lockWaitMs / 1000)} s`),
+  })
+  for (const b of lock.broken) o.reporter.warn(`broke a stale repository lock held by ${b.command} (pid ${b.pid} on ${b.host}, since ${b.startedAt})`)
+  const written: string[] = []
+  const handles: OpenSource[] = []
+  try {
+    const cleanedUp = await cleanupIncomplete(o.repo)
+    for (const id of cleanedUp) o.reporter.warn(`removed the objects of incomplete backup ${id} (a run that did not finish)`)
+
+    // Parent: the newest complete backup of this data directory that covers the selected spaces.
+    const sources = await collectSources(dataDir, o.spaces)
+    const spaceIds = sources.spaces.map((s) => s.id)
+    let type = o.type
+    let parentChain: Manifest[] = []
+    let note: string | null = null
+    if (type === 'incremental') {
+      const all = await o.repo.completeBackups()
+      const parent = [...all].reverse().find((m) => m.dataRoot === dataDir && m.host === hostname() && spaceIds.every((s) => m.spaces.some((x) => x.space === s)))
+      if (parent) {
+        parentChain = await o.repo.chain(parent.id)
+      } else {
+        type = 'full'
+        note = all.length === 0 ? 'no backup in the repository yet: took a full backup instead' : `no complete backup of ${dataDir} covering spaces ${spaceIds.join(', ')}: took a full backup instead`
+        o.reporter.warn(note)
+      }
+    }
+    const parent = parentChain.at(-1) ?? null
+    const id = backupId(type, started, randomBytes(3).toString('hex'))
+    const snapshotNs = nowNs()
+    o.reporter.info(`backup ${id} (${type}${parent ? `, parent ${parent.id}` : ''}) of ${dataDir}: ${spaceIds.length} spaces`)
+
+    const spaces: SpaceCapture[] = []
+    const unlinked: BackupResult['unlinked'] = []
+    const damage: BackupResult['damage'] = []
+    let rewriteTimeNs: bigint | null = null
+    const compactionSpaces: string[] = []
+    let done = 0
+    for (const sp of sources.spaces) {
+      o.signal?.throwIfAborted()
+      const opened = await openSources(sp.id, sources.files.get(sp.id) ?? [])
+      handles.push(...opened)
+      const state = chainFileState(parentChain, sp.id)
+      const captures: Array<{src: OpenSource; scan: Awaited<ReturnType<typeof scanCapture>>; entry: ArchiveEntry}> = []
+      const rewritten: string[] = []
+      const samples: Sample[] = []
+      const seen = {n: 0}
+      for (const src of opened) {
+        let start = 0
+        const prev = state.get(src.name)
+        if (prev && prev.end > 0) {
+          const same =
+            src.size >= prev.end &&
+            (await hashRange(src.handle, 0, headLength(prev.end))) === prev.headSha256 &&
+            (await hashRange(src.handle, prev.tailOffset, prev.end - prev.tailOffset)) === prev.tailSha256
+          if (same) start = prev.end
+          else rewritten.push(src.name)
+        }
+        const scan = await scanCapture(src, start, samples, 8, seen, o.signal)
+        for (const d of scan.damage) damage.push({space: sp.id, file: src.name, ...d})
+        if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
+        if (src.source === 'unlinked') unlinked.push({space: sp.id, name: src.name, pid: src.pid})
+        const entry = start === 0 ? `${sp.id}/wal/${src.name}` : `${sp.id}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
+        captures.push({src, scan, entry: {path: entry, handle: src.handle, offset: start, length: scan.cut - start, mtime: src.mtime}})
+      }
+      const present = new Set(opened.map((s) => s.name))
+      const gone = [...state.keys()].filter((n) => !present.has(n))
+      if (gone.length > 0 || rewritten.length > 0) {
+        compactionSpaces.push(sp.id)
+        for (const c of captures) {
+          if (c.scan.start === 0 && c.scan.firstTimestampNs !== null && (rewriteTimeNs === null || c.scan.firstTimestampNs < rewriteTimeNs) && !state.has(c.src.name) || rewritten.includes(c.src.name)) {
+            if (c.scan.firstTimestampNs !== null && (rewriteTimeNs === null || c.scan.firstTimestampNs < rewriteTimeNs)) rewriteTimeNs = c.scan.firstTimestampNs
+          }
+        }
+        o.reporter.warn(`space ${sp.id}: ${gone.length} WAL files gone and ${rewritten.length} rewritten since ${parent?.id}: Engram restarted and compacted; captured the new files whole`)
+      }
+      let archive: SpaceCapture['archive'] = null
+      if (captures.length > 0) {
+        const key = archiveKey(id, sp.id, archiveExtension(o.compression))
+        written.push(key)
+        const total = captures.reduce((a, c) => a + c.entry.length, 0)
+        const w = await writeArchive(
+          o.repo.backend,
+          key,
+          captures.map((c) => c.entry),
+          o.compression,
+          (n) => {
+            done += n
+            o.reporter.progress({phase: `backup ${sp.id}`, done, unit: 'bytes'})
+          },
+          o.signal,
+        )
+        archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
+        o.reporter.info(`  ${sp.id}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
+      }
+      const files: FileCapture[] = []
+      for (const c of captures) {
+        const head = await hashRange(c.src.handle, 0, headLength(c.scan.cut))
+        const tail = await hashRange(c.src.handle, c.scan.tailOffset, c.scan.cut - c.scan.tailOffset)
+        files.push(captureRecord(c.src, c.scan, c.entry.path, c.entry.sha256!, head, tail))
+      }
+      spaces.push({space: sp.id, archive, files, gone, rewritten, memories: null, samples})
+    }
+
+    const finished = new Date()
+    const totals = {
+      files: spaces.reduce((a, s) => a + s.files.length, 0),
+      bytes: spaces.reduce((a, s) => a + s.files.reduce((b, f) => b + f.length, 0), 0),
+      archiveBytes: spaces.reduce((a, s) => a + (s.archive?.size ?? 0), 0),
+      records: spaces.reduce((a, s) => a + s.files.reduce((b, f) => b + f.records, 0), 0),
+      unlinkedFiles: unlinked.length,
+    }
+    const manifest = sealManifest({
+      format: 'engram-ops-backup/1',
+      tool: {name: 'engram-ops', version: VERSION},
+      id,
+      type,
+      parent: parent?.id ?? null,
+      chain: [...parentChain.map((m) => m.id), id],
+      label: o.label ?? null,
+      host: hostname(),
+      dataRoot: dataDir,
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      snapshotNs: String(snapshotNs),
+      compression: o.compression,
+      spaces,
+      compaction: compactionSpaces.length > 0 ? {detected: true, spaces: compactionSpaces, rewriteTimeNs: rewriteTimeNs === null ? null : String(rewriteTimeNs)} : null,
+      notes: note ? [note] : [],
+      totals,
+    })
+    await o.repo.writeManifest(manifest)
+    for (const u of unlinked) o.reporter.warn(`captured ${u.space}/wal/${u.name} from an unlinked file still open in pid ${u.pid}`)
+    return {
+      id,
+      type,
+      requestedType: o.type,
+      parent: parent?.id ?? null,
+      note,
+      startedAt: manifest.startedAt,
+      finishedAt: manifest.finishedAt,
+      durationMs: finished.getTime() - started.getTime(),
+      spaces: spaces.map((s) => ({
+        space: s.space,
+        files: s.files.length,
+        bytes: s.files.reduce((a, f) => a + f.length, 0),
+        archiveBytes: s.archive?.size ?? 0,
+        records: s.files.reduce((a, f) => a + f.records, 0),
+        gone: s.gone.length,
+        rewritten: s.rewritten.length,
+      })),
+      totals,
+      unlinked,
+      compaction: manifest.compaction,
+      brokenLocks: lock.broken,
+      cleanedUp,
+      damage,
+    }
+  } catch (error) {
+    // Best effort: remove what this run wrote. A crash leaves them for the next run's cleanup.
+    await o.repo.backend.delete(written).catch(() => {})
+    throw error
+  } finally {
+    for (const h of handles) await h.handle.close().catch(() => {})
+    await lock.release().catch(() => {})
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The object store a backup repository lives in. Everything above this interface (backup, restore,
+ * verify, retention) speaks only keys and streams, so a repository on a local disk and one on S3
+ * behave the same.
+ *
+ * Implementations MUST:
+ *  - make `put` atomic: a reader sees the whole object or none of it, never a prefix;
+ *  - give read-after-write consistency for `stat`/`get`/`list` of objects they wrote;
+ *  - list keys under a prefix in lexical order;
+ *  - make `delete` idempotent (deleting a missing key is not an error);
+ *  - throw BackendError with a `kind` instead of native errors, so callers never match SDK names.
+ */
+import type {Readable} from 'node:stream'
+
+import {ExitCode, OpsError, type ExitCodeValue} from '../errors.js'
+
+export interface ObjectInfo {
+  key: string
+  size: number
+  modified?: Date
+}
+
+export interface PutOptions {
+  signal?: AbortSignal
+  /** Fail with kind 'exists' instead of replacing an existing object (lock files). */
+  ifAbsent?: boolean
+}
+
+export interface GetOptions {
+  signal?: AbortSignal
+  /** Byte range to read: from `offset`, `length` bytes (to the end when omitted). */
+  range?: {offset: number; length?: number}
+}
+
+export interface RepositoryBackend {
+  /** The repository URL, with any credentials removed, for messages. */
+  readonly url: string
+  stat(key: string): Promise<ObjectInfo | null>
+  list(prefix: string): AsyncIterable<ObjectInfo>
+  get(key: string, options?: GetOptions): Promise<Readable>
+  /** Streams `body` into `key` atomically and returns what was stored. */
+  put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo>
+  delete(keys: readonly string[]): Promise<void>
+  close(): Promise<void>
+}
+
+export type BackendErrorKind = 'not-found' | 'exists' | 'permission' | 'transient' | 'no-space' | 'invalid' | 'other'
+
+const EXIT_FOR_KIND: Record<BackendErrorKind, ExitCodeValue> = {
+  'not-found': ExitCode.repositoryMissing,
+  exists: ExitCode.locked,
+  permission: ExitCode.permission,
+  transient: ExitCode.unavailable,
+  'no-space': ExitCode.unavailable,
+  invalid: ExitCode.usage,
+  other: ExitCode.unavailable,
+}
+
+export class BackendError extends OpsError {
+  readonly kind: BackendErrorKind
+  constructor(kind: BackendErrorKind, message: string, o: {subject?: string; suggestion?: string; cause?: unknown} = {}) {
+    super(message, {code: `BACKEND_${kind.toUpperCase().replace('-', '_')}`, exit: EXIT_FOR_KIND[kind], ...o})
+    this.kind = kind
+  }
+}
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of stream) chunks.push(c as Buffer)
+  return Buffer.concat(chunks)
+}

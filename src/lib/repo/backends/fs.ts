@@ -1,0 +1,195 @@
+/**
+ * A repository in a local directory (a path or file:// URL). Objects are files under the root; a put
+ * writes `<key>.tmp-<random>`, fsyncs it, renames it into place and fsyncs the directory, so a crash
+ * never leaves a partial object under its real name. Leftover temp files are invisible to `list`.
+ */
+import {randomBytes} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {link, mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
+import {dirname, join, relative, sep} from 'node:path'
+import {type Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {BackendError, type GetOptions, type ObjectInfo, type PutOptions, type RepositoryBackend} from '../backend.js'
+
+const TMP_MARK = '.tmp-'
+
+function mapError(error: unknown, action: string, path: string): BackendError {
+  const code = (error as NodeJS.ErrnoException)?.code
+  const msg = `${action} ${path}: ${(error as Error)?.message ?? error}`
+  if (code === 'ENOENT') return new BackendError('not-found', `${action} ${path}: no such object`, {subject: path, cause: error})
+  if (code === 'EEXIST') return new BackendError('exists', `${action} ${path}: already exists`, {subject: path, cause: error})
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new BackendError('permission', msg, {subject: path, cause: error, suggestion: 'Check the ownership and permissions of the repository directory.'})
+  }
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new BackendError('no-space', msg, {subject: path, cause: error, suggestion: 'Free space on the repository filesystem, or prune old backups.'})
+  }
+  return new BackendError('other', msg, {subject: path, cause: error})
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+export class FsBackend implements RepositoryBackend {
+  readonly url: string
+  constructor(readonly root: string) {
+    this.url = `file://${root}`
+  }
+
+  private path(key: string): string {
+    if (key.startsWith('/') || key.split('/').some((p) => p === '..' || p === '.' || p === '')) {
+      throw new BackendError('invalid', `invalid object key ${JSON.stringify(key)}`, {subject: key})
+    }
+    return join(this.root, ...key.split('/'))
+  }
+
+  async stat(key: string): Promise<ObjectInfo | null> {
+    try {
+      const st = await stat(this.path(key))
+      return st.isFile() ? {key, size: st.size, modified: st.mtime} : null
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return null
+      throw mapError(error, 'stat', this.path(key))
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Walk only the directory the prefix points into, then filter by the full prefix.
+    const dirKey = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : ''
+    const start = dirKey ? join(this.root, ...dirKey.split('/')) : this.root
+    const out: ObjectInfo[] = []
+    const walk = async (dir: string): Promise<void> => {
+      let entries
+      try {
+        entries = await readdir(dir, {withFileTypes: true})
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+        throw mapError(error, 'list', dir)
+      }
+      for (const e of entries) {
+        const p = join(dir, e.name)
+        if (e.isDirectory()) await walk(p)
+        else if (e.isFile() && !e.name.includes(TMP_MARK)) {
+          const key = relative(this.root, p).split(sep).join('/')
+          if (!key.startsWith(prefix)) continue
+          try {
+            const st = await stat(p)
+            out.push({key, size: st.size, modified: st.mtime})
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'stat', p)
+          }
+        }
+      }
+    }
+    await walk(start)
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    yield* out
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const path = this.path(key)
+    try {
+      const fh = await open(path, 'r')
+      const {offset = 0, length} = options.range ?? {}
+      return createReadStream('', {
+        fd: fh,
+        start: offset,
+        end: length === undefined ? undefined : offset + length - 1,
+        highWaterMark: 1024 * 1024,
+        signal: options.signal,
+      })
+    } catch (error) {
+      throw mapError(error, 'read', path)
+    }
+  }
+
+  async put(key: string, body: Readable | Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
+    const path = this.path(key)
+    const tmp = `${path}${TMP_MARK}${randomBytes(6).toString('hex')}`
+    try {
+      await mkdir(dirname(path), {recursive: true})
+      const fh = await open(tmp, 'wx', 0o600)
+      try {
+        const writeAll = async (chunk: Buffer) => {
+          let done = 0
+          while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten
+        }
+        if (Buffer.isBuffer(body)) {
+          await writeAll(body)
+        } else {
+          const sink = new Writable({
+            highWaterMark: 4 * 1024 * 1024,
+            write(chunk: Buffer, _encoding, callback) {
+              writeAll(chunk).then(() => callback(), callback)
+            },
+          })
+          await pipeline(body, sink, {signal: options.signal})
+        }
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      if (options.ifAbsent) {
+        // link() fails if the name exists: an atomic create-if-absent on POSIX filesystems.
+        await link(tmp, path)
+        await unlink(tmp)
+      } else {
+        await rename(tmp, path)
+      }
+      await fsyncDir(dirname(path))
+      const st = await stat(path)
+      return {key, size: st.size, modified: st.mtime}
+    } catch (error) {
+      await rm(tmp, {force: true}).catch(() => {})
+      if (error instanceof BackendError) throw error
+      if ((error as Error)?.name === 'AbortError') throw error
+      throw mapError(error, 'write', path)
+    }
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      const path = this.path(key)
+      try {
+        await unlink(path)
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'delete', path)
+      }
+    }
+  }
+
+  /** Removes temp files left by crashed puts (older than `olderThanMs`). Returns how many. */
+  async sweepTemporaries(olderThanMs: number): Promise<number> {
+    let removed = 0
+    const walk = async (dir: string): Promise<void> => {
+      let entries
+      try {
+        entries = await readdir(dir, {withFileTypes: true})
+      } catch {
+        return
+      }
+      for (const e of entries) {
+        const p = join(dir, e.name)
+        if (e.isDirectory()) await walk(p)
+        else if (e.name.includes(TMP_MARK)) {
+          const st = await stat(p).catch(() => null)
+          if (st && Date.now() - st.mtimeMs > olderThanMs) {
+            await rm(p, {force: true})
+            removed++
+          }
+        }
+      }
+    }
+    await walk(this.root)
+    return removed
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,183 @@
+/**
+ * A backup repository on some backend: its config object, its backups (complete = has a manifest),
+ * manifests and verification records. Knows keys and JSON, never bytes on an Engram disk.
+ */
+import {randomUUID} from 'node:crypto'
+
+import {ExitCode, IntegrityError, OpsError} from '../errors.js'
+import {BackendError, readAll, type RepositoryBackend} from './backend.js'
+import {BACKUPS_PREFIX, backupIdOfKey, manifestKey, REPO_CONFIG_KEY, verificationKey} from './layout.js'
+import {type Manifest, MANIFEST_FORMAT, manifestChecksum} from './manifest.js'
+
+export const REPO_FORMAT = 'engram-ops-repo/1'
+
+export interface RepoConfig {
+  format: typeof REPO_FORMAT
+  id: string
+  createdAt: string
+  /** Default codec for new backups. */
+  compression: {codec: 'zstd'; level: number} | {codec: 'none'}
+}
+
+export interface BackupEntry {
+  id: string
+  complete: boolean
+  /** Object keys under backups/<id>/ (for cleanup of incomplete backups). */
+  keys: string[]
+  bytes: number
+  manifest?: Manifest
+}
+
+export interface Verification {
+  level: number
+  ok: boolean
+  at: string
+  detail: string
+}
+
+export class Repository {
+  private constructor(
+    readonly backend: RepositoryBackend,
+    readonly config: RepoConfig,
+  ) {}
+
+  static async init(backend: RepositoryBackend, compression: RepoConfig['compression']): Promise<Repository> {
+    const config: RepoConfig = {format: REPO_FORMAT, id: randomUUID(), createdAt: new Date().toISOString(), compression}
+    try {
+      await backend.put(REPO_CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`), {ifAbsent: true})
+    } catch (error) {
+      if (error instanceof BackendError && error.kind === 'exists') {
+        throw new OpsError(`a repository already exists at ${backend.url}`, {
+          code: 'REPO_EXISTS',
+          exit: ExitCode.usage,
+          subject: backend.url,
+          suggestion: `Use it as it is (\`engram-ops repo info --repo ${backend.url}\`) or pick another location.`,
+        })
+      }
+      throw error
+    }
+    return new Repository(backend, config)
+  }
+
+  static async open(backend: RepositoryBackend): Promise<Repository> {
+    let raw: Buffer
+    try {
+      raw = await readAll(await backend.get(REPO_CONFIG_KEY))
+    } catch (error) {
+      if (error instanceof BackendError && error.kind === 'not-found') {
+        throw new OpsError(`no engram-ops repository at ${backend.url}`, {
+          code: 'REPO_MISSING',
+          exit: ExitCode.repositoryMissing,
+          subject: backend.url,
+          suggestion: `Create one with \`engram-ops repo init --repo ${backend.url}\`, or check the URL.`,
+        })
+      }
+      throw error
+    }
+    let config: RepoConfig
+    try {
+      config = JSON.parse(raw.toString('utf8')) as RepoConfig
+    } catch (error) {
+      throw new IntegrityError(`repository config ${REPO_CONFIG_KEY} at ${backend.url} is not valid JSON`, {
+        code: 'REPO_CONFIG_CORRUPT',
+        subject: REPO_CONFIG_KEY,
+        suggestion: 'Restore the file from a copy of the repository; backups themselves are intact if their manifests verify.',
+        cause: error,
+      })
+    }
+    if (config.format !== REPO_FORMAT) {
+      throw new OpsError(`repository at ${backend.url} has format ${JSON.stringify(config.format)}, this engram-ops reads ${REPO_FORMAT}`, {
+        code: 'REPO_FORMAT',
+        exit: ExitCode.configInvalid,
+        subject: REPO_CONFIG_KEY,
+        suggestion: 'Use the engram-ops version that created the repository.',
+      })
+    }
+    return new Repository(backend, config)
+  }
+
+  /** Every backup directory, complete or not, sorted by id (which sorts by start time). */
+  async backups(): Promise<BackupEntry[]> {
+    const byId = new Map<string, BackupEntry>()
+    for await (const o of this.backend.list(BACKUPS_PREFIX)) {
+      const id = backupIdOfKey(o.key)
+      if (!id) continue
+      let e = byId.get(id)
+      if (!e) byId.set(id, (e = {id, complete: false, keys: [], bytes: 0}))
+      e.keys.push(o.key)
+      e.bytes += o.size
+      if (o.key === manifestKey(id)) e.complete = true
+    }
+    const list = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1))
+    for (const e of list) if (e.complete) e.manifest = await this.manifest(e.id)
+    return list
+  }
+
+  /** Complete backups, ordered by their manifests' start times. */
+  async completeBackups(): Promise<Manifest[]> {
+    return (await this.backups())
+      .filter((b) => b.manifest)
+      .map((b) => b.manifest!)
+      .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.id < b.id ? -1 : 1))
+  }
+
+  async manifest(id: string): Promise<Manifest> {
+    let raw: Buffer
+    try {
+      raw = await readAll(await this.backend.get(manifestKey(id)))
+    } catch (error) {
+      if (error instanceof BackendError && error.kind === 'not-found') {
+        throw new OpsError(`backup ${id} does not exist (or never completed) in ${this.backend.url}`, {
+          code: 'BACKUP_NOT_FOUND',
+          exit: ExitCode.usage,
+          subject: manifestKey(id),
+          suggestion: `List the backups with \`engram-ops backup list --repo ${this.backend.url}\`.`,
+        })
+      }
+      throw error
+    }
+    let m: Manifest
+    try {
+      m = JSON.parse(raw.toString('utf8')) as Manifest
+    } catch (error) {
+      throw new IntegrityError(`manifest of backup ${id} is not valid JSON`, {code: 'MANIFEST_CORRUPT', subject: manifestKey(id), cause: error, suggestion: 'The backup cannot be trusted; take a new full backup.'})
+    }
+    if (m.format !== MANIFEST_FORMAT || m.id !== id || manifestChecksum(m) !== m.checksum) {
+      throw new IntegrityError(`manifest of backup ${id} fails its checksum`, {
+        code: 'MANIFEST_CORRUPT',
+        subject: manifestKey(id),
+        suggestion: 'The backup cannot be trusted; take a new full backup and prune this one.',
+      })
+    }
+    return m
+  }
+
+  async writeManifest(m: Manifest): Promise<void> {
+    await this.backend.put(manifestKey(m.id), Buffer.from(`${JSON.stringify(m, null, 2)}\n`))
+  }
+
+  /** Manifests from the full backup down to `id`. */
+  async chain(id: string): Promise<Manifest[]> {
+    const out: Manifest[] = []
+    let cur: string | null = id
+    while (cur) {
+      const m = await this.manifest(cur)
+      out.unshift(m)
+      cur = m.parent
+      if (out.length > 10_000) throw new IntegrityError(`backup chain of ${id} loops`, {code: 'CHAIN_LOOP', subject: id})
+    }
+    return out
+  }
+
+  async recordVerification(id: string, v: Verification): Promise<void> {
+    await this.backend.put(verificationKey(id), Buffer.from(`${JSON.stringify(v)}\n`))
+  }
+
+  async lastVerification(id: string): Promise<Verification | null> {
+    try {
+      return JSON.parse((await readAll(await this.backend.get(verificationKey(id)))).toString('utf8')) as Verification
+    } catch {
+      return null
+    }
+  }
+}

@@ -1,0 +1,32 @@
+/** Opens the backend a repository URL names: a path or file:// URL, or memory:// (tests). */
+import {resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {UsageError} from '../errors.js'
+import type {RepositoryBackend} from './backend.js'
+import {FsBackend} from './backends/fs.js'
+import {MemoryBackend} from './backends/memory.js'
+
+const memoryRepos = new Map<string, MemoryBackend>()
+
+export async function openBackend(url: string): Promise<RepositoryBackend> {
+  if (url.startsWith('file://')) return new FsBackend(fileURLToPath(url))
+  if (url.startsWith('memory://')) {
+    let m = memoryRepos.get(url)
+    if (!m) memoryRepos.set(url, (m = new MemoryBackend(url)))
+    return m
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    throw new UsageError(`unsupported repository URL scheme in ${redactUrl(url)}`, {
+      code: 'BAD_REPO_URL',
+      subject: redactUrl(url),
+      suggestion: 'Use a local path or a file:// URL.',
+    })
+  }
+  return new FsBackend(resolve(url))
+}
+
+/** Removes user:password and secret-looking query parameters from a URL for messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//***@').replace(/([?&](?:secret|key|token|password)[^=]*=)[^&]*/gi, '$1***')
+}

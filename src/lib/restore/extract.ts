@@ -1,0 +1,172 @@
+/**
+ * Restoring a chain of backups into a staging directory, verifying every object while it streams:
+ * the archive's sha256 and size, each entry's sha256 against the manifest, and that entries are
+ * exactly the files the manifest lists. A tar entry that is not a plain file, or whose path is
+ * absolute, climbs out with `..`, or is not `<space>/wal/<file>` of its own archive, is refused.
+ * Whole files are written fresh; an incremental's segment is appended at the offset it starts at.
+ */
+import {createHash} from 'node:crypto'
+import {mkdir, open, rm, type FileHandle} from 'node:fs/promises'
+import {join} from 'node:path'
+import {Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {Parser, type ReadEntry} from 'tar'
+
+import {SPACE_SUBDIRS} from '../engine/layout.js'
+import {IntegrityError} from '../errors.js'
+import {decompressor} from '../repo/compression.js'
+import type {FileCapture, Manifest} from '../repo/manifest.js'
+import type {Repository} from '../repo/repository.js'
+
+const SEGMENT = /^(wal-[^/]+\.log)\.from-([0-9a-f]{16})$/
+
+export interface ExtractProgress {
+  (bytes: number): void
+}
+
+function refuse(message: string, subject: string): IntegrityError {
+  return new IntegrityError(message, {
+    code: 'ARCHIVE_REFUSED',
+    subject,
+    suggestion: 'The backup is damaged or was tampered with; verify it with `engram-ops backup verify --level 2` and restore an older one.',
+  })
+}
+
+/** Checks a tar entry against the archive it is in; returns the file name it writes. */
+export function checkEntryPath(path: string, space: string, archiveKey: string): {file: string; offset: number} {
+  if (path.startsWith('/') || path.split('/').some((p) => p === '..' || p === '.' || p === '')) {
+    throw refuse(`archive ${archiveKey} has an entry outside the restore target: ${JSON.stringify(path)}`, archiveKey)
+  }
+  const parts = path.split('/')
+  if (parts.length !== 3 || parts[0] !== space || parts[1] !== 'wal') {
+    throw refuse(`archive ${archiveKey} has an entry that is not a WAL file of space ${space}: ${JSON.stringify(path)}`, archiveKey)
+  }
+  const seg = SEGMENT.exec(parts[2])
+  if (seg) return {file: seg[1], offset: Number.parseInt(seg[2], 16)}
+  if (!/^wal-[^/]+\.log$/.test(parts[2])) throw refuse(`archive ${archiveKey} has an unexpected entry ${JSON.stringify(path)}`, archiveKey)
+  return {file: parts[2], offset: 0}
+}
+
+/** Extracts one space's archive of one backup into `staging/<space>/wal/`. */
+async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
+  const sp = m.spaces.find((s) => s.space === space)!
+  const archive = sp.archive
+  if (!archive) return
+  const expected = new Map<string, FileCapture>(sp.files.map((f) => [f.entry, f]))
+  const seen = new Set<string>()
+  const walDir = join(staging, space, 'wal')
+  await mkdir(walDir, {recursive: true, mode: 0o755})
+  const objectHash = createHash('sha256')
+  let objectSize = 0
+  const parser = new Parser({strict: true})
+  const work: Array<Promise<void>> = []
+  let failure: unknown = null
+  const fail = (e: unknown) => {
+    if (failure) return
+    failure = e
+    parser.abort(e as Error)
+  }
+  parser.on('error', (e: Error) => {
+    failure ??= refuse(`archive ${archive.key} is not a valid tar stream: ${e.message}`, archive.key)
+  })
+  parser.on('warn', (_code: string, message: string) => {
+    failure ??= refuse(`archive ${archive.key} is not a valid tar stream: ${message}`, archive.key)
+  })
+
+  parser.on('entry', (entry: ReadEntry) => {
+    const p = (async () => {
+      let fh: FileHandle | null = null
+      try {
+        if (entry.type !== 'File' && entry.type !== 'OldFile') {
+          throw refuse(`archive ${archive.key} has a ${entry.type} entry ${JSON.stringify(entry.path)}; only plain files are restored`, archive.key)
+        }
+        const {file, offset} = checkEntryPath(entry.path, space, archive.key)
+        const cap = expected.get(entry.path)
+        if (!cap) throw refuse(`archive ${archive.key} has an entry the manifest does not list: ${JSON.stringify(entry.path)}`, archive.key)
+        if (seen.has(entry.path)) throw refuse(`archive ${archive.key} lists ${entry.path} twice`, archive.key)
+        seen.add(entry.path)
+        if (cap.offset !== offset || cap.length !== entry.size) throw refuse(`archive ${archive.key}: ${entry.path} has ${entry.size} bytes at ${offset}, the manifest says ${cap.length} at ${cap.offset}`, archive.key)
+        const target = join(walDir, file)
+        fh = await open(target, offset === 0 ? 'w' : 'r+', 0o600)
+        if (offset > 0 && (await fh.stat()).size !== offset) {
+          throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${(await fh.stat()).size} bytes`, archive.key)
+        }
+        const hash = createHash('sha256')
+        let pos = offset
+        for await (const chunk of entry) {
+          const c = chunk as Buffer
+          hash.update(c)
+          let done = 0
+          while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten
+          pos += c.length
+          onBytes(c.length)
+        }
+        if (hash.digest('hex') !== cap.sha256) throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its sha256 in the manifest`, {code: 'CHECKSUM_MISMATCH', subject: archive.key, suggestion: 'The archive is damaged; restore an older backup and take a new full backup.'})
+        await fh.sync()
+      } catch (error) {
+        entry.resume()
+        fail(error)
+      } finally {
+        await fh?.close()
+      }
+    })()
+    work.push(p)
+  })
+
+  const body = await repo.backend.get(archive.key, {signal})
+  const hashing = async function* (src: AsyncIterable<Buffer>) {
+    for await (const c of src) {
+      objectHash.update(c)
+      objectSize += c.length
+      yield c
+    }
+  }
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      if (failure) return cb(failure as Error)
+      parser.write(chunk) ? cb() : parser.once('drain', () => cb())
+    },
+    final(cb) {
+      parser.end(() => cb())
+    },
+  })
+  const d = decompressor(m.compression)
+  try {
+    await (d ? pipeline(body, hashing, d, sink, {signal}) : pipeline(body, hashing, sink, {signal}))
+  } catch (error) {
+    await Promise.allSettled(work)
+    if (failure) throw failure
+    if (error instanceof IntegrityError) throw error
+    if ((error as Error)?.name === 'AbortError') throw error
+    throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {code: 'ARCHIVE_CORRUPT', subject: archive.key, suggestion: 'The archive is damaged; restore an older backup.', cause: error})
+  }
+  await Promise.allSettled(work)
+  if (failure) throw failure
+  if (objectSize !== archive.size || objectHash.digest('hex') !== archive.sha256) {
+    throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and sha256 in the manifest`, {
+      code: 'CHECKSUM_MISMATCH',
+      subject: archive.key,
+      suggestion: 'The archive is damaged; restore an older backup and take a new full backup.',
+    })
+  }
+  for (const e of expected.keys()) {
+    if (!seen.has(e)) throw refuse(`archive ${archive.key} lacks ${e}, which the manifest lists`, archive.key)
+  }
+}
+
+/** Restores `spaces` of a chain (full first) into `staging`, then creates Engram's empty dirs. */
+export async function extractChain(repo: Repository, chain: Manifest[], spaces: string[], staging: string, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
+  for (const m of chain) {
+    for (const space of spaces) {
+      const sp = m.spaces.find((s) => s.space === space)
+      if (!sp) continue
+      signal?.throwIfAborted()
+      await extractArchive(repo, m, space, staging, onBytes, signal)
+      for (const g of sp.gone) await rm(join(staging, space, 'wal', g), {force: true})
+    }
+  }
+  for (const space of spaces) {
+    for (const sub of SPACE_SUBDIRS) await mkdir(join(staging, space, sub), {recursive: true, mode: 0o755})
+  }
+}

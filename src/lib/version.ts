@@ -1,0 +1,2 @@
+/** The toolkit's version, recorded in manifests. Kept in step with package.json by a test. */
+export const VERSION = '0.1.0'
