@@ -1,18 +1,29 @@
 /**
- * Archive compression. zstd output is a sequence of independent frames of `chunkSize` input bytes
- * each, compressed concurrently in libuv's thread pool: a standard .zst (zstd -d reads concatenated
- * frames as one stream) that uses every core, as `zstd -T0` does. Node's own multithreaded zstd
- * (ZSTD_c_nbWorkers) crashes its stream wrapper (ERR_STREAM_PUSH_AFTER_EOF on Node 24), and a single
- * zstd stream is limited to one core, which cannot keep up with the baseline on a 2-core machine.
- * Memory is bounded: at most `concurrency` chunks in flight.
+ * Archive compression. A .tar.zst we write is a sequence of independent zstd frames of about
+ * `chunkSize` input bytes each, compressed concurrently in libuv's thread pool, so it uses every core
+ * as `zstd -T0` does. Each frame is preceded by a zstd *skippable* frame holding its compressed size:
+ * `zstd -d` ignores skippable frames, so the file is a standard .zst, and our reader can cut the
+ * stream into frames and decompress them concurrently too.
+ *
+ * Why not Node's streaming zstd: its multithreaded mode (ZSTD_c_nbWorkers) crashes the stream wrapper
+ * (ERR_STREAM_PUSH_AFTER_EOF on Node 24), a single stream is limited to one core, and its streaming
+ * decompressor fails on concatenated frames when a frame ends inside an input chunk ("Unknown frame
+ * descriptor"). One-shot calls per frame have none of these problems. Memory is bounded by
+ * `concurrency` frames in flight.
  */
 import {promisify} from 'node:util'
-import {constants, createZstdDecompress, zstdCompress} from 'node:zlib'
-import type {Transform} from 'node:stream'
+import {constants, createZstdDecompress, zstdCompress, zstdDecompress} from 'node:zlib'
 
-import {UsageError} from '../errors.js'
+import {IntegrityError, UsageError} from '../errors.js'
 
 const compressAsync = promisify(zstdCompress)
+const decompressAsync = promisify(zstdDecompress)
+
+/** Skippable-frame magic we use for the size index (any of 0x184D2A50..5F is skippable). */
+const INDEX_MAGIC = 0x184d2a5e
+const ZSTD_MAGIC = 0xfd2fb528
+/** Upper bounds that keep a hostile archive from making us allocate without limit. */
+const MAX_FRAME = 64 * 1024 * 1024
 
 export type Compression = {codec: 'zstd'; level: number} | {codec: 'none'}
 
@@ -48,7 +59,15 @@ export function zstdFrames(level: number, o: CompressOptions = {}) {
       const chunk = parts.length === 1 ? parts[0] : Buffer.concat(parts, length)
       parts = []
       length = 0
-      pending.push(compressAsync(chunk, {params}))
+      pending.push(
+        compressAsync(chunk, {params}).then((frame) => {
+          const index = Buffer.alloc(12)
+          index.writeUInt32LE(INDEX_MAGIC, 0)
+          index.writeUInt32LE(4, 4)
+          index.writeUInt32LE(frame.length, 8)
+          return Buffer.concat([index, frame])
+        }),
+      )
     }
     for await (const c of source) {
       parts.push(c)
@@ -63,6 +82,56 @@ export function zstdFrames(level: number, o: CompressOptions = {}) {
   }
 }
 
-export function decompressor(c: Compression): Transform | null {
-  return c.codec === 'zstd' ? createZstdDecompress() : null
+/**
+ * Decompresses an archive we wrote (indexed frames, several in flight at once, output in order).
+ * Input without our index (a plain .zst) falls back to Node's streaming decompressor.
+ */
+export function zstdUnframes(concurrency = 3) {
+  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const it = source[Symbol.asyncIterator]()
+    let buffered: Buffer = Buffer.alloc(0)
+    let ended = false
+    const need = async (n: number): Promise<boolean> => {
+      while (buffered.length < n && !ended) {
+        const r = await it.next()
+        if (r.done) ended = true
+        else buffered = buffered.length === 0 ? r.value : Buffer.concat([buffered, r.value])
+      }
+      return buffered.length >= n
+    }
+    const take = (n: number) => {
+      const out = buffered.subarray(0, n)
+      buffered = buffered.subarray(n)
+      return out
+    }
+    const pending: Array<Promise<Buffer>> = []
+    for (;;) {
+      if (!(await need(12))) {
+        if (buffered.length > 0) throw new IntegrityError(`compressed archive ends with ${buffered.length} stray bytes`, {code: 'ARCHIVE_CORRUPT'})
+        break
+      }
+      const magic = buffered.readUInt32LE(0)
+      if (magic === ZSTD_MAGIC && pending.length === 0) {
+        // Not written by us: stream the rest through Node's decompressor.
+        const d = createZstdDecompress()
+        const feed = (async () => {
+          d.write(take(buffered.length))
+          for (let r = await it.next(); !r.done; r = await it.next()) if (!d.write(r.value)) await new Promise((ok) => d.once('drain', ok))
+          d.end()
+        })().catch((error) => d.destroy(error))
+        for await (const c of d) yield c as Buffer
+        await feed
+        return
+      }
+      if (magic !== INDEX_MAGIC || buffered.readUInt32LE(4) !== 4) throw new IntegrityError('compressed archive has an unknown frame', {code: 'ARCHIVE_CORRUPT'})
+      const size = buffered.readUInt32LE(8)
+      if (size > MAX_FRAME) throw new IntegrityError(`compressed archive declares a ${size}-byte frame`, {code: 'ARCHIVE_CORRUPT'})
+      take(12)
+      if (!(await need(size))) throw new IntegrityError('compressed archive ends inside a frame', {code: 'ARCHIVE_CORRUPT'})
+      const frame = Buffer.from(take(size))
+      pending.push(decompressAsync(frame, {maxOutputLength: MAX_FRAME}))
+      if (pending.length >= concurrency) yield await pending.shift()!
+    }
+    while (pending.length > 0) yield await pending.shift()!
+  }
 }

@@ -8,16 +8,15 @@
 import {createHash} from 'node:crypto'
 import {mkdir, open, rm, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
-import {Writable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
-
-import {Parser, type ReadEntry} from 'tar'
 
 import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError} from '../errors.js'
-import {decompressor} from '../repo/compression.js'
+import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
+import {readTar} from './tar-reader.js'
+
+const TYPE_NAMES: Record<string, string> = {'1': 'hard link', '2': 'symbolic link', '3': 'character device', '4': 'block device', '5': 'directory', '6': 'FIFO', x: 'pax header', g: 'pax global header', L: 'GNU long name', K: 'GNU long link'}
 
 const SEGMENT = /^(wal-[^/]+\.log)\.from-([0-9a-f]{16})$/
 
@@ -59,61 +58,6 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
   await mkdir(walDir, {recursive: true, mode: 0o755})
   const objectHash = createHash('sha256')
   let objectSize = 0
-  const parser = new Parser({strict: true})
-  const work: Array<Promise<void>> = []
-  let failure: unknown = null
-  const fail = (e: unknown) => {
-    if (failure) return
-    failure = e
-    parser.abort(e as Error)
-  }
-  parser.on('error', (e: Error) => {
-    failure ??= refuse(`archive ${archive.key} is not a valid tar stream: ${e.message}`, archive.key)
-  })
-  parser.on('warn', (_code: string, message: string) => {
-    failure ??= refuse(`archive ${archive.key} is not a valid tar stream: ${message}`, archive.key)
-  })
-
-  parser.on('entry', (entry: ReadEntry) => {
-    const p = (async () => {
-      let fh: FileHandle | null = null
-      try {
-        if (entry.type !== 'File' && entry.type !== 'OldFile') {
-          throw refuse(`archive ${archive.key} has a ${entry.type} entry ${JSON.stringify(entry.path)}; only plain files are restored`, archive.key)
-        }
-        const {file, offset} = checkEntryPath(entry.path, space, archive.key)
-        const cap = expected.get(entry.path)
-        if (!cap) throw refuse(`archive ${archive.key} has an entry the manifest does not list: ${JSON.stringify(entry.path)}`, archive.key)
-        if (seen.has(entry.path)) throw refuse(`archive ${archive.key} lists ${entry.path} twice`, archive.key)
-        seen.add(entry.path)
-        if (cap.offset !== offset || cap.length !== entry.size) throw refuse(`archive ${archive.key}: ${entry.path} has ${entry.size} bytes at ${offset}, the manifest says ${cap.length} at ${cap.offset}`, archive.key)
-        const target = join(walDir, file)
-        fh = await open(target, offset === 0 ? 'w' : 'r+', 0o600)
-        if (offset > 0 && (await fh.stat()).size !== offset) {
-          throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${(await fh.stat()).size} bytes`, archive.key)
-        }
-        const hash = createHash('sha256')
-        let pos = offset
-        for await (const chunk of entry) {
-          const c = chunk as Buffer
-          hash.update(c)
-          let done = 0
-          while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten
-          pos += c.length
-          onBytes(c.length)
-        }
-        if (hash.digest('hex') !== cap.sha256) throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its sha256 in the manifest`, {code: 'CHECKSUM_MISMATCH', subject: archive.key, suggestion: 'The archive is damaged; restore an older backup and take a new full backup.'})
-        await fh.sync()
-      } catch (error) {
-        entry.resume()
-        fail(error)
-      } finally {
-        await fh?.close()
-      }
-    })()
-    work.push(p)
-  })
-
   const body = await repo.backend.get(archive.key, {signal})
   const hashing = async function* (src: AsyncIterable<Buffer>) {
     for await (const c of src) {
@@ -122,27 +66,61 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       yield c
     }
   }
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      if (failure) return cb(failure as Error)
-      parser.write(chunk) ? cb() : parser.once('drain', () => cb())
-    },
-    final(cb) {
-      parser.end(() => cb())
-    },
-  })
-  const d = decompressor(m.compression)
+  const bytes = m.compression.codec === 'zstd' ? zstdUnframes()(hashing(body)) : hashing(body)
   try {
-    await (d ? pipeline(body, hashing, d, sink, {signal}) : pipeline(body, hashing, sink, {signal}))
+    for await (const entry of readTar(bytes)) {
+      signal?.throwIfAborted()
+      if (entry.type !== '0') {
+        throw refuse(`archive ${archive.key} has a ${TYPE_NAMES[entry.type] ?? `type ${JSON.stringify(entry.type)}`} entry ${JSON.stringify(entry.path)}; only plain files are restored`, archive.key)
+      }
+      const {file, offset} = checkEntryPath(entry.path, space, archive.key)
+      const cap = expected.get(entry.path)
+      if (!cap) throw refuse(`archive ${archive.key} has an entry the manifest does not list: ${JSON.stringify(entry.path)}`, archive.key)
+      if (seen.has(entry.path)) throw refuse(`archive ${archive.key} lists ${entry.path} twice`, archive.key)
+      seen.add(entry.path)
+      if (cap.offset !== offset || cap.length !== entry.size) throw refuse(`archive ${archive.key}: ${entry.path} has ${entry.size} bytes at ${offset}, the manifest says ${cap.length} at ${cap.offset}`, archive.key)
+      const target = join(walDir, file)
+      const fh: FileHandle = await open(target, offset === 0 ? 'w' : 'r+', 0o600)
+      try {
+        const size = (await fh.stat()).size
+        if (offset > 0 && size !== offset) {
+          throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${size} bytes`, archive.key)
+        }
+        const hash = createHash('sha256')
+        let pos = offset
+        for await (const c of entry.body) {
+          hash.update(c)
+          let done = 0
+          while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten
+          pos += c.length
+          onBytes(c.length)
+        }
+        if (hash.digest('hex') !== cap.sha256) {
+          throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its sha256 in the manifest`, {
+            code: 'CHECKSUM_MISMATCH',
+            subject: archive.key,
+            suggestion: 'The archive is damaged; restore an older backup and take a new full backup.',
+          })
+        }
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+    }
+    // Read to the end so the object's size and hash cover every byte.
+    for await (const _ of bytes) {
+      // trailing zero blocks
+    }
   } catch (error) {
-    await Promise.allSettled(work)
-    if (failure) throw failure
-    if (error instanceof IntegrityError) throw error
-    if ((error as Error)?.name === 'AbortError') throw error
-    throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {code: 'ARCHIVE_CORRUPT', subject: archive.key, suggestion: 'The archive is damaged; restore an older backup.', cause: error})
+    await bytes.return(undefined).catch(() => {}) // close the object stream and the decompressor
+    if (error instanceof IntegrityError || (error as Error)?.name === 'AbortError') throw error
+    throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {
+      code: 'ARCHIVE_CORRUPT',
+      subject: archive.key,
+      suggestion: 'The archive is damaged; restore an older backup.',
+      cause: error,
+    })
   }
-  await Promise.allSettled(work)
-  if (failure) throw failure
   if (objectSize !== archive.size || objectHash.digest('hex') !== archive.sha256) {
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and sha256 in the manifest`, {
       code: 'CHECKSUM_MISMATCH',
