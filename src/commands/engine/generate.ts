@@ -8,6 +8,9 @@ import {acquireDataDirLock} from '../../lib/engine/lock.js'
 import {UsageError} from '../../lib/errors.js'
 import {formatBytes, formatDuration, formatRate} from '../../lib/ui/format.js'
 
+/** A fixed default so the same flags always give the same bytes. */
+const DEFAULT_START_NS = 1_795_000_000_000_000_000n
+
 export default class EngineGenerate extends OpsCommand {
   static override summary = 'Write deterministic, realistic Engram data (for tests, benchmarks and demos).'
   static override description = `Writes episodes with sentence-like content, metadata, participants and 768-d unit embeddings from a
@@ -27,7 +30,7 @@ evenly (with jitter) over --window starting at --start; the WAL file is named af
     episodes: Flags.integer({char: 'n', summary: 'Episodes per space.', default: 1000, min: 1}),
     size: bytesFlag({summary: 'Total WAL bytes to write across all spaces (overrides --episodes), e.g. 1GiB.'}),
     seed: Flags.integer({summary: 'PRNG seed.', default: 42}),
-    start: timeFlag({summary: 'Timestamp of the first record and WAL file creation time.', default: async () => 1_795_000_000_000_000_000n}),
+    start: timeFlag({summary: 'Timestamp of the first record and WAL file creation time (default 2026-11-18T11:06:40Z).'}),
     window: durationFlag({summary: 'Time span the records spread over.', default: 3_600_000}),
     append: Flags.boolean({summary: "Append to each space's newest WAL file, continuing its sequence."}),
     'no-fsync': Flags.boolean({summary: 'Skip the fsync per batch (faster, not crash-safe).'}),
@@ -57,7 +60,7 @@ evenly (with jitter) over --window starting at --start; the WAL file is named af
         episodes: flags.episodes,
         bytesPerSpace: total ? Math.ceil(total / spaces.length) : undefined,
         seed: flags.seed,
-        startNs: flags.start,
+        startNs: flags.start ?? DEFAULT_START_NS,
         windowNs: BigInt(flags.window) * 1_000_000n,
         append: flags.append,
         fsync: !flags['no-fsync'],

@@ -76,7 +76,7 @@ export async function writeArchive(
   let uncompressedSize = 0
   let size = 0
   const hash = createHash('sha256')
-  const body = new PassThrough({highWaterMark: 4 * 1024 * 1024})
+  const body = new PassThrough({highWaterMark: 1024 * 1024})
   const abort = new AbortController()
   const onAbort = () => abort.abort(signal?.reason)
   signal?.addEventListener('abort', onAbort, {once: true})

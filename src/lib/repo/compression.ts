@@ -24,6 +24,12 @@ const INDEX_MAGIC = 0x184d2a5e
 const ZSTD_MAGIC = 0xfd2fb528
 /** Upper bounds that keep a hostile archive from making us allocate without limit. */
 const MAX_FRAME = 64 * 1024 * 1024
+/**
+ * Output buffer size of one-shot zlib calls. The default (16 KiB) makes a 4 MiB frame hundreds of
+ * round trips between the thread pool and the main thread; measured here, 8 MiB made decompression
+ * about 5x faster.
+ */
+const OUTPUT_CHUNK = 8 * 1024 * 1024
 
 export type Compression = {codec: 'zstd'; level: number} | {codec: 'none'}
 
@@ -60,7 +66,7 @@ export function zstdFrames(level: number, o: CompressOptions = {}) {
       parts = []
       length = 0
       pending.push(
-        compressAsync(chunk, {params}).then((frame) => {
+        compressAsync(chunk, {params, chunkSize: OUTPUT_CHUNK}).then((frame) => {
           const index = Buffer.alloc(12)
           index.writeUInt32LE(INDEX_MAGIC, 0)
           index.writeUInt32LE(4, 4)
@@ -129,7 +135,7 @@ export function zstdUnframes(concurrency = 3) {
       take(12)
       if (!(await need(size))) throw new IntegrityError('compressed archive ends inside a frame', {code: 'ARCHIVE_CORRUPT'})
       const frame = Buffer.from(take(size))
-      pending.push(decompressAsync(frame, {maxOutputLength: MAX_FRAME}))
+      pending.push(decompressAsync(frame, {maxOutputLength: MAX_FRAME, chunkSize: OUTPUT_CHUNK}))
       if (pending.length >= concurrency) yield await pending.shift()!
     }
     while (pending.length > 0) yield await pending.shift()!

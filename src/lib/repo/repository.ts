@@ -2,7 +2,7 @@
  * A backup repository on some backend: its config object, its backups (complete = has a manifest),
  * manifests and verification records. Knows keys and JSON, never bytes on an Engram disk.
  */
-import {randomUUID} from 'node:crypto'
+import {createHash, randomUUID} from 'node:crypto'
 
 import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
@@ -17,6 +17,14 @@ export interface RepoConfig {
   createdAt: string
   /** Default codec for new backups. */
   compression: {codec: 'zstd'; level: number} | {codec: 'none'}
+  /** sha256 of this JSON with `checksum` set to "": a damaged config is refused, never misread. */
+  checksum: string
+}
+
+export function repoConfigChecksum(c: RepoConfig): string {
+  return createHash('sha256')
+    .update(JSON.stringify({...c, checksum: ''}))
+    .digest('hex')
 }
 
 export interface BackupEntry {
@@ -42,7 +50,8 @@ export class Repository {
   ) {}
 
   static async init(backend: RepositoryBackend, compression: RepoConfig['compression']): Promise<Repository> {
-    const config: RepoConfig = {format: REPO_FORMAT, id: randomUUID(), createdAt: new Date().toISOString(), compression}
+    const config: RepoConfig = {format: REPO_FORMAT, id: randomUUID(), createdAt: new Date().toISOString(), compression, checksum: ''}
+    config.checksum = repoConfigChecksum(config)
     try {
       await backend.put(REPO_CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`), {ifAbsent: true})
     } catch (error) {
@@ -83,6 +92,13 @@ export class Repository {
         subject: REPO_CONFIG_KEY,
         suggestion: 'Restore the file from a copy of the repository; backups themselves are intact if their manifests verify.',
         cause: error,
+      })
+    }
+    if (typeof config !== 'object' || config === null || typeof config.checksum !== 'string' || repoConfigChecksum(config) !== config.checksum) {
+      throw new IntegrityError(`repository config ${REPO_CONFIG_KEY} at ${backend.url} fails its checksum`, {
+        code: 'REPO_CONFIG_CORRUPT',
+        subject: REPO_CONFIG_KEY,
+        suggestion: 'Restore the file from a copy of the repository; backups themselves are intact if their manifests verify.',
       })
     }
     if (config.format !== REPO_FORMAT) {

@@ -97,6 +97,11 @@ export class FsBackend implements RepositoryBackend {
     const path = this.path(key)
     try {
       const fh = await open(path, 'r')
+      if (!(await fh.stat()).isFile()) {
+        // A key that is only a prefix of other keys (a directory here) is no object, as stat() says.
+        await fh.close()
+        throw Object.assign(new Error('not a file'), {code: 'ENOENT'})
+      }
       const {offset = 0, length} = options.range ?? {}
       return createReadStream('', {
         fd: fh,
@@ -125,7 +130,7 @@ export class FsBackend implements RepositoryBackend {
           await writeAll(body)
         } else {
           const sink = new Writable({
-            highWaterMark: 4 * 1024 * 1024,
+            highWaterMark: 1024 * 1024,
             write(chunk: Buffer, _encoding, callback) {
               writeAll(chunk).then(() => callback(), callback)
             },
