@@ -1,4 +1,4 @@
-/** Opens the backend a repository URL names: a path or file:// URL, or memory:// (tests). */
+/** Opens the backend a repository URL names: a path or file:// URL, s3://, or memory:// (tests). */
 import {resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -11,6 +11,10 @@ const memoryRepos = new Map<string, MemoryBackend>()
 
 export async function openBackend(url: string): Promise<RepositoryBackend> {
   if (url.startsWith('file://')) return new FsBackend(fileURLToPath(url))
+  if (url.startsWith('s3://')) {
+    const {S3Backend} = await import('./backends/s3.js') // the AWS SDK loads only when needed
+    return S3Backend.fromUrl(url)
+  }
   if (url.startsWith('memory://')) {
     let m = memoryRepos.get(url)
     if (!m) memoryRepos.set(url, (m = new MemoryBackend(url)))
@@ -20,7 +24,7 @@ export async function openBackend(url: string): Promise<RepositoryBackend> {
     throw new UsageError(`unsupported repository URL scheme in ${redactUrl(url)}`, {
       code: 'BAD_REPO_URL',
       subject: redactUrl(url),
-      suggestion: 'Use a local path or a file:// URL.',
+      suggestion: 'Use a local path, a file:// URL or an s3:// URL.',
     })
   }
   return new FsBackend(resolve(url))
