@@ -1,15 +1,14 @@
 import {Flags} from '@oclif/core'
 
 import {OpsCommand} from './base-command.js'
-import {dataDirFlag, lockWaitFlag, repoFlag, resolveDataDir} from './flags.js'
+import {dataDirFlag, lockWaitFlag, repoFlags, resolveDataDir} from './flags.js'
 import {type BackupResult, runBackup} from './lib/backup/backup.js'
 import {parseCompression} from './lib/repo/compression.js'
-import {openRepository} from './lib/repo/open.js'
 import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
 
 export const backupFlags = {
   'data-dir': dataDirFlag,
-  repo: repoFlag,
+  ...repoFlags,
   space: Flags.string({char: 's', summary: 'Back up only this memory space (repeatable; default: all).', multiple: true}),
   compression: Flags.string({summary: "zstd, zstd:LEVEL or none (default: the repository's)."}),
   label: Flags.string({summary: 'A free-text label stored in the manifest.'}),
@@ -19,7 +18,7 @@ export const backupFlags = {
 /** What `backup full` and `backup incremental` share. */
 export abstract class BackupCommand extends OpsCommand {
   protected async backup(type: 'full' | 'incremental', flags: {[k: string]: unknown}): Promise<BackupResult> {
-    const repo = await openRepository(flags.repo as string)
+    const repo = await this.openRepo(flags as {repo: string})
     const result = await runBackup({
       repo,
       dataDir: resolveDataDir(flags['data-dir'] as string | undefined),

@@ -4,7 +4,11 @@
  */
 import {Command, Flags, settings} from '@oclif/core'
 
-import {ExitCode, type OpsError, toOpsError} from './lib/errors.js'
+import {readFile} from 'node:fs/promises'
+
+import {ExitCode, fsError, type OpsError, toOpsError} from './lib/errors.js'
+import {openRepository} from './lib/repo/open.js'
+import type {Repository} from './lib/repo/repository.js'
 import {createReporter, type Reporter} from './lib/ui/reporter.js'
 
 export abstract class OpsCommand extends Command {
@@ -52,6 +56,22 @@ export abstract class OpsCommand extends Command {
 
   protected override toErrorJson(err: unknown): unknown {
     return {error: (err as OpsError).toJSON ? (err as OpsError).toJSON() : toOpsError(err).toJSON()}
+  }
+
+  /** The passphrase of an encrypted repository: from a file, else $ENGRAM_OPS_PASSPHRASE. Never printed. */
+  protected async passphrase(file: string | undefined, env = 'ENGRAM_OPS_PASSPHRASE'): Promise<string | undefined> {
+    if (file) {
+      try {
+        return (await readFile(file, 'utf8')).replace(/\r?\n$/, '')
+      } catch (error) {
+        throw fsError(error, 'read passphrase file', file)
+      }
+    }
+    return process.env[env] || undefined
+  }
+
+  protected async openRepo(flags: {repo: string; 'passphrase-file'?: string}): Promise<Repository> {
+    return openRepository(flags.repo, {passphrase: await this.passphrase(flags['passphrase-file'])})
   }
 
   /** Writes a line to stdout unless --json is on. */

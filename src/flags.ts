@@ -66,3 +66,11 @@ export const lockWaitFlag = durationFlag({
   summary: 'How long to wait for another engram-ops process holding the repository lock (then exit 12).',
   default: 30_000,
 })
+
+export const passphraseFileFlag = Flags.string({
+  summary: 'File holding the passphrase of an encrypted repository (default: $ENGRAM_OPS_PASSPHRASE).',
+  helpValue: 'FILE',
+})
+
+/** Every command that opens a repository takes these. */
+export const repoFlags = {repo: repoFlag, 'passphrase-file': passphraseFileFlag}

@@ -1,12 +1,12 @@
 import {Flags} from '@oclif/core'
 
 import {OpsCommand} from './base-command.js'
-import {repoFlag} from './flags.js'
+import {repoFlags} from './flags.js'
 import type {RestoreResult} from './lib/restore/restore.js'
 import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
 
 export const restoreFlags = {
-  repo: repoFlag,
+  ...repoFlags,
   to: Flags.string({summary: 'Directory to restore into (created if missing).', required: true, helpValue: 'DIR'}),
   space: Flags.string({char: 's', summary: 'Restore only this memory space (repeatable).', multiple: true}),
   yes: Flags.boolean({char: 'y', summary: 'Replace a non-empty target (its contents are moved aside, not deleted).'}),

@@ -1,6 +1,5 @@
 import {OpsCommand} from '../../base-command.js'
-import {repoFlag} from '../../flags.js'
-import {openRepository} from '../../lib/repo/open.js'
+import {repoFlags} from '../../flags.js'
 import type {Verification} from '../../lib/repo/repository.js'
 import {formatBytes} from '../../lib/ui/format.js'
 import {renderTable} from '../../lib/ui/table.js'
@@ -22,11 +21,11 @@ export interface BackupListRow {
 export default class BackupList extends OpsCommand {
   static override summary = 'List the complete backups of a repository, oldest first.'
   static override examples = ['<%= config.bin %> <%= command.id %> --repo /var/backups/engram', '<%= config.bin %> <%= command.id %> --repo /var/backups/engram --json']
-  static override flags = {repo: repoFlag}
+  static override flags = {...repoFlags}
 
   async run(): Promise<{backups: BackupListRow[]; incomplete: string[]}> {
     const {flags} = await this.parse(BackupList)
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const all = await repo.backups()
     const rows: BackupListRow[] = []
     for (const b of all) {

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {OpsCommand} from '../../base-command.js'
-import {durationFlag, lockWaitFlag, repoFlag} from '../../flags.js'
-import {openRepository} from '../../lib/repo/open.js'
+import {durationFlag, lockWaitFlag, repoFlags} from '../../flags.js'
 import {type PruneResult, runPrune} from '../../lib/retention/prune.js'
 import {formatBytes} from '../../lib/ui/format.js'
 import {renderTable} from '../../lib/ui/table.js'
@@ -18,7 +17,7 @@ backups it depends on. Objects of backups that never completed are removed too.`
     '<%= config.bin %> <%= command.id %> --repo /var/backups/engram --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --yes',
   ]
   static override flags = {
-    repo: repoFlag,
+    ...repoFlags,
     'keep-last': Flags.integer({summary: 'Keep the newest N backups.', default: 0, min: 0}),
     'keep-daily': Flags.integer({summary: 'Keep the newest backup of each of the last N days.', default: 7, min: 0}),
     'keep-weekly': Flags.integer({summary: 'Keep the newest backup of each of the last N ISO weeks.', default: 4, min: 0}),
@@ -32,7 +31,7 @@ backups it depends on. Objects of backups that never completed are removed too.`
 
   async run(): Promise<PruneResult> {
     const {flags} = await this.parse(BackupPrune)
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const result = await runPrune(
       repo,
       {

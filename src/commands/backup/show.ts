@@ -1,21 +1,20 @@
 import {Args} from '@oclif/core'
 
 import {OpsCommand} from '../../base-command.js'
-import {repoFlag} from '../../flags.js'
+import {repoFlags} from '../../flags.js'
 import {formatNs} from '../../lib/ui/format.js'
 import type {Manifest} from '../../lib/repo/manifest.js'
-import {openRepository} from '../../lib/repo/open.js'
 import {formatBytes} from '../../lib/ui/format.js'
 
 export default class BackupShow extends OpsCommand {
   static override summary = 'Show a backup: its manifest and the chain it belongs to.'
   static override examples = ['<%= config.bin %> <%= command.id %> 20261128T061700Z-full-3fa9c1 --repo /var/backups/engram']
   static override args = {id: Args.string({description: 'Backup id (see `backup list`).', required: true})}
-  static override flags = {repo: repoFlag}
+  static override flags = {...repoFlags}
 
   async run(): Promise<{manifest: Manifest; chain: string[]}> {
     const {args, flags} = await this.parse(BackupShow)
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const chain = await repo.chain(args.id)
     const m = chain.at(-1)!
     this.out(`backup ${m.id} (${m.type})${m.label ? ` "${m.label}"` : ''}`)

@@ -1,9 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {OpsCommand} from '../../base-command.js'
-import {repoFlag} from '../../flags.js'
+import {repoFlags} from '../../flags.js'
 import {UsageError, IntegrityError} from '../../lib/errors.js'
-import {openRepository} from '../../lib/repo/open.js'
 import {type VerifyResult, verifyBackup} from '../../lib/restore/verify.js'
 import {formatDuration} from '../../lib/ui/format.js'
 
@@ -17,7 +16,7 @@ L4: restore into a scratch directory, open it with the engine and serve it on a 
   static override examples = ['<%= config.bin %> <%= command.id %> --latest --level 4 --repo /var/backups/engram', '<%= config.bin %> <%= command.id %> --all --level 2 --repo /var/backups/engram']
   static override args = {id: Args.string({description: 'Backup id.'})}
   static override flags = {
-    repo: repoFlag,
+    ...repoFlags,
     latest: Flags.boolean({summary: 'Verify the newest backup.', exclusive: ['all']}),
     all: Flags.boolean({summary: 'Verify every complete backup.', exclusive: ['latest']}),
     level: Flags.integer({char: 'l', summary: 'Verification level, 1-4.', default: 2, min: 1, max: 4}),
@@ -25,7 +24,7 @@ L4: restore into a scratch directory, open it with the engine and serve it on a 
 
   async run(): Promise<{ok: boolean; results: VerifyResult[]}> {
     const {args, flags} = await this.parse(BackupVerify)
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const complete = await repo.completeBackups()
     let ids: string[]
     if (flags.all) ids = complete.map((m) => m.id)

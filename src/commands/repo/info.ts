@@ -1,17 +1,16 @@
 import {OpsCommand} from '../../base-command.js'
-import {repoFlag} from '../../flags.js'
-import {openRepository} from '../../lib/repo/open.js'
+import {repoFlags} from '../../flags.js'
 import type {RepoConfig} from '../../lib/repo/repository.js'
 import {formatBytes} from '../../lib/ui/format.js'
 
 export default class RepoInfo extends OpsCommand {
   static override summary = 'Show a repository: its id, format, compression and what it holds.'
   static override examples = ['<%= config.bin %> <%= command.id %> --repo /var/backups/engram']
-  static override flags = {repo: repoFlag}
+  static override flags = {...repoFlags}
 
   async run(): Promise<{repo: string; config: RepoConfig; backups: number; incomplete: number; bytes: number; newest: string | null}> {
     const {flags} = await this.parse(RepoInfo)
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const all = await repo.backups()
     const complete = all.filter((b) => b.complete)
     const result = {

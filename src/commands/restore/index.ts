@@ -1,7 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
 import {RestoreCommand, restoreFlags} from '../../restore-command.js'
-import {openRepository} from '../../lib/repo/open.js'
 import {type RestoreResult, runRestore} from '../../lib/restore/restore.js'
 import {UsageError} from '../../lib/errors.js'
 
@@ -21,7 +20,7 @@ non-empty target needs --yes. Stop Engram before restoring into its live data di
   async run(): Promise<RestoreResult> {
     const {args, flags} = await this.parse(Restore)
     if (!args.id && !flags.latest) throw new UsageError('say which backup to restore', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id or --latest.'})
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const r = await runRestore(repo, {id: args.id, latest: flags.latest, spaces: flags.space ?? [], to: flags.to, yes: flags.yes, dryRun: flags['dry-run'], reporter: this.reporter, signal: this.signal})
     return this.report(r)
   }

@@ -2,7 +2,6 @@ import {Flags} from '@oclif/core'
 
 import {timeFlag} from '../../flags.js'
 import {UsageError} from '../../lib/errors.js'
-import {openRepository} from '../../lib/repo/open.js'
 import type {PitrTarget} from '../../lib/restore/pitr.js'
 import {type RestoreResult, runPitr} from '../../lib/restore/restore.js'
 import {RestoreCommand, restoreFlags} from '../../restore-command.js'
@@ -28,15 +27,15 @@ names the nearest recoverable points.`
   async run(): Promise<RestoreResult> {
     const {flags} = await this.parse(RestorePitr)
     let target: PitrTarget
-    if (flags['target-time'] !== undefined) target = {kind: 'time', ns: flags['target-time'], exclusive: flags['target-exclusive']}
+    if (flags['target-time'] !== undefined) target = {kind: 'time', ns: flags['target-time'], exclusive: flags['target-exclusive'] === true}
     else if (flags['target-seq']) {
       const m = /^(wal-[0-9a-f]{16}\.log):(\d+)$/.exec(flags['target-seq'])
       if (!m) throw new UsageError(`not a WAL position: ${JSON.stringify(flags['target-seq'])}`, {code: 'BAD_TARGET', suggestion: 'Write it as wal-<16 hex>.log:SEQUENCE, as `engine waldump` prints them.'})
-      target = {kind: 'seq', file: m[1], sequence: BigInt(m[2]), exclusive: flags['target-exclusive']}
+      target = {kind: 'seq', file: m[1], sequence: BigInt(m[2]), exclusive: flags['target-exclusive'] === true}
     } else {
       throw new UsageError('say which point to recover to', {code: 'NO_TARGET', suggestion: 'Pass --target-time or --target-seq.'})
     }
-    const repo = await openRepository(flags.repo)
+    const repo = await this.openRepo(flags)
     const r = await runPitr(repo, {target, spaces: flags.space ?? [], to: flags.to, yes: flags.yes, dryRun: flags['dry-run'], reporter: this.reporter, signal: this.signal})
     return this.report(r)
   }

@@ -16,7 +16,6 @@ import {resolve} from 'node:path'
 import {nowNs} from '../engine/datetime.js'
 import {assertDataDir} from '../engine/layout.js'
 import {fsError} from '../errors.js'
-import {FsBackend} from '../repo/backends/fs.js'
 import {archiveExtension, type Compression} from '../repo/compression.js'
 import {archiveKey} from '../repo/layout.js'
 import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
@@ -86,7 +85,7 @@ export async function cleanupIncomplete(repo: Repository): Promise<string[]> {
     await repo.backend.delete(b.keys)
     cleaned.push(b.id)
   }
-  if (repo.backend instanceof FsBackend) await repo.backend.sweepTemporaries(0)
+  await repo.backend.sweepTemporaries?.(0)
   return cleaned
 }
 

@@ -42,6 +42,8 @@ export interface RepositoryBackend {
   put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo>
   delete(keys: readonly string[]): Promise<void>
   close(): Promise<void>
+  /** Removes leftovers of interrupted puts older than `olderThanMs`, where a backend can have any. */
+  sweepTemporaries?(olderThanMs: number): Promise<number>
 }
 
 export type BackendErrorKind = 'not-found' | 'exists' | 'permission' | 'transient' | 'no-space' | 'invalid' | 'other'

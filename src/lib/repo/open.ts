@@ -1,7 +1,7 @@
-import {Repository} from './repository.js'
+import {type OpenOptions, Repository} from './repository.js'
 import {openBackend} from './url.js'
 
-/** Opens an existing repository by URL (exit 11 when there is none). */
-export async function openRepository(url: string): Promise<Repository> {
-  return Repository.open(await openBackend(url))
+/** Opens an existing repository by URL (exit 11 when there is none, 13 for a wrong passphrase). */
+export async function openRepository(url: string, o: OpenOptions = {}): Promise<Repository> {
+  return Repository.open(await openBackend(url), o)
 }

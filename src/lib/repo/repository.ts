@@ -2,10 +2,11 @@
  * A backup repository on some backend: its config object, its backups (complete = has a manifest),
  * manifests and verification records. Knows keys and JSON, never bytes on an Engram disk.
  */
-import {createHash, randomUUID} from 'node:crypto'
+import {createHash, randomBytes, randomUUID} from 'node:crypto'
 
 import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
+import {EncryptedBackend, type EncryptionConfig, unwrapKey, wrapKey} from './crypto.js'
 import {BACKUPS_PREFIX, backupIdOfKey, manifestKey, REPO_CONFIG_KEY, verificationKey} from './layout.js'
 import {type Manifest, MANIFEST_FORMAT, manifestChecksum} from './manifest.js'
 
@@ -17,8 +18,15 @@ export interface RepoConfig {
   createdAt: string
   /** Default codec for new backups. */
   compression: {codec: 'zstd'; level: number} | {codec: 'none'}
+  /** Present when the repository is encrypted: how to unwrap its data key. */
+  encryption?: EncryptionConfig
   /** sha256 of this JSON with `checksum` set to "": a damaged config is refused, never misread. */
   checksum: string
+}
+
+export interface OpenOptions {
+  /** Needed for an encrypted repository; never logged. */
+  passphrase?: string
 }
 
 export function repoConfigChecksum(c: RepoConfig): string {
@@ -43,14 +51,28 @@ export interface Verification {
   detail: string
 }
 
+function passphraseMissing(url: string): OpsError {
+  return new OpsError(`repository ${url} is encrypted and no passphrase was given`, {
+    code: 'PASSPHRASE_MISSING',
+    exit: ExitCode.permission,
+    suggestion: 'Set ENGRAM_OPS_PASSPHRASE or pass --passphrase-file FILE.',
+  })
+}
+
 export class Repository {
   private constructor(
     readonly backend: RepositoryBackend,
     readonly config: RepoConfig,
   ) {}
 
-  static async init(backend: RepositoryBackend, compression: RepoConfig['compression']): Promise<Repository> {
+  static async init(backend: RepositoryBackend, compression: RepoConfig['compression'], o: OpenOptions & {encrypt?: boolean} = {}): Promise<Repository> {
     const config: RepoConfig = {format: REPO_FORMAT, id: randomUUID(), createdAt: new Date().toISOString(), compression, checksum: ''}
+    let dataKey: Buffer | null = null
+    if (o.encrypt) {
+      if (!o.passphrase) throw passphraseMissing(backend.url)
+      dataKey = randomBytes(32)
+      config.encryption = await wrapKey(dataKey, o.passphrase)
+    }
     config.checksum = repoConfigChecksum(config)
     try {
       await backend.put(REPO_CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`), {ifAbsent: true})
@@ -65,10 +87,10 @@ export class Repository {
       }
       throw error
     }
-    return new Repository(backend, config)
+    return new Repository(dataKey ? new EncryptedBackend(backend, dataKey) : backend, config)
   }
 
-  static async open(backend: RepositoryBackend): Promise<Repository> {
+  static async open(backend: RepositoryBackend, o: OpenOptions = {}): Promise<Repository> {
     let raw: Buffer
     try {
       raw = await readAll(await backend.get(REPO_CONFIG_KEY))
@@ -109,7 +131,23 @@ export class Repository {
         suggestion: 'Use the engram-ops version that created the repository.',
       })
     }
+    if (config.encryption) {
+      if (!o.passphrase) throw passphraseMissing(backend.url)
+      return new Repository(new EncryptedBackend(backend, await unwrapKey(config.encryption, o.passphrase)), config)
+    }
     return new Repository(backend, config)
+  }
+
+  /** Rewraps the data key of an encrypted repository with a new passphrase; the data is not touched. */
+  async changePassphrase(oldPassphrase: string, newPassphrase: string): Promise<void> {
+    if (!this.config.encryption) {
+      throw new OpsError(`repository ${this.backend.url} is not encrypted`, {code: 'NOT_ENCRYPTED', exit: ExitCode.usage, suggestion: 'Only repositories created with `repo init --encryption` have a key.'})
+    }
+    const key = await unwrapKey(this.config.encryption, oldPassphrase)
+    const config: RepoConfig = {...this.config, encryption: await wrapKey(key, newPassphrase), checksum: ''}
+    config.checksum = repoConfigChecksum(config)
+    await this.backend.put(REPO_CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`))
+    Object.assign(this.config, {encryption: config.encryption, checksum: config.checksum})
   }
 
   /** Every backup directory, complete or not, sorted by id (which sorts by start time). */

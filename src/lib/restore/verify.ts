@@ -100,7 +100,18 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
     for (const sp of m.spaces) {
       if (!sp.archive) continue
       signal?.throwIfAborted()
-      const {sha256, size} = await hashObject(repo, sp.archive.key, signal)
+      let sha256: string
+      let size: number
+      try {
+        ;({sha256, size} = await hashObject(repo, sp.archive.key, signal))
+      } catch (error) {
+        // An encrypted object whose authentication tag fails is a finding, not a crash.
+        if (error instanceof IntegrityError) {
+          add(2, error.message, sp.archive.key)
+          continue
+        }
+        throw error
+      }
       checked.bytes += size
       reporter.progress({phase: 'verify L2', done: checked.bytes, unit: 'bytes'})
       if (sha256 !== sp.archive.sha256) add(2, `sha256 ${sha256} does not match the manifest's ${sp.archive.sha256}`, sp.archive.key)
