@@ -44,6 +44,10 @@ export interface RepositoryBackend {
   close(): Promise<void>
   /** Removes leftovers of interrupted puts older than `olderThanMs`, where a backend can have any. */
   sweepTemporaries?(olderThanMs: number): Promise<number>
+  /** Bytes free where objects are stored, where the backend can tell (a filesystem). */
+  freeSpace?(): Promise<number | null>
+  /** The storage server's clock (from its Date header), where there is a server. */
+  serverTime?(): Promise<Date | null>
 }
 
 export type BackendErrorKind = 'not-found' | 'exists' | 'permission' | 'transient' | 'no-space' | 'invalid' | 'other'

@@ -135,7 +135,10 @@ export function zstdUnframes(concurrency = 3) {
       take(12)
       if (!(await need(size))) throw new IntegrityError('compressed archive ends inside a frame', {code: 'ARCHIVE_CORRUPT'})
       const frame = Buffer.from(take(size))
-      pending.push(decompressAsync(frame, {maxOutputLength: MAX_FRAME, chunkSize: OUTPUT_CHUNK}))
+      const decoded = decompressAsync(frame, {maxOutputLength: MAX_FRAME, chunkSize: OUTPUT_CHUNK})
+      // It may reject (a damaged frame) while we wait for input: handled when awaited, never unhandled.
+      decoded.catch(() => {})
+      pending.push(decoded)
       if (pending.length >= concurrency) yield await pending.shift()!
     }
     while (pending.length > 0) yield await pending.shift()!

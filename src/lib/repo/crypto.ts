@@ -195,6 +195,14 @@ export class EncryptedBackend implements RepositoryBackend {
     return this.inner.delete(keys)
   }
 
+  async freeSpace(): Promise<number | null> {
+    return (await this.inner.freeSpace?.()) ?? null
+  }
+
+  async serverTime(): Promise<Date | null> {
+    return (await this.inner.serverTime?.()) ?? null
+  }
+
   async sweepTemporaries(olderThanMs: number): Promise<number> {
     return (await this.inner.sweepTemporaries?.(olderThanMs)) ?? 0
   }

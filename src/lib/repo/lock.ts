@@ -107,7 +107,12 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
     const held = await readLease(backend).catch(() => null)
     if (!stopped && held?.token === token) await backend.put(LOCK_KEY, body()).catch(() => {})
   }
-  const timer = setInterval(() => void renew(), Math.max(1000, Math.floor(ttl / 3)))
+  // The renewal in flight, if any: release() waits for it, or its put could land after the delete
+  // and leave a live-looking lease behind.
+  let renewing: Promise<void> = Promise.resolve()
+  const timer = setInterval(() => {
+    renewing = renewing.then(renew)
+  }, Math.max(1000, Math.floor(ttl / 3)))
   timer.unref()
   return {
     owner,
@@ -115,6 +120,7 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
     async release() {
       stopped = true
       clearInterval(timer)
+      await renewing
       const held = await readLease(backend).catch(() => null)
       if (held?.token === token) await backend.delete([LOCK_KEY])
     },

@@ -5,7 +5,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {link, mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
+import {link, mkdir, open, readdir, rename, rm, stat, statfs, unlink} from 'node:fs/promises'
 import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -167,6 +167,15 @@ export class FsBackend implements RepositoryBackend {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'delete', path)
       }
+    }
+  }
+
+  async freeSpace(): Promise<number | null> {
+    try {
+      const s = await statfs(this.root)
+      return s.bavail * s.bsize
+    } catch {
+      return null
     }
   }
 

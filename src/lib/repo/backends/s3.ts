@@ -221,6 +221,25 @@ export class S3Backend implements RepositoryBackend {
     }
   }
 
+  async serverTime(): Promise<Date | null> {
+    let date: string | undefined
+    const cmd = new ListObjectsV2Command({Bucket: this.o.bucket, Prefix: this.o.prefix, MaxKeys: 1})
+    cmd.middlewareStack.add(
+      (next) => async (args) => {
+        const r = await next(args)
+        date = (r.response as {headers?: Record<string, string>}).headers?.date
+        return r
+      },
+      {step: 'deserialize', name: 'engramOpsCaptureDate'},
+    )
+    try {
+      await this.client.send(cmd)
+    } catch (error) {
+      throw mapError(error, 'list', this.o.prefix)
+    }
+    return date ? new Date(date) : null
+  }
+
   async close(): Promise<void> {
     this.client.destroy()
   }
