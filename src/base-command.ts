@@ -50,7 +50,18 @@ export abstract class OpsCommand extends Command {
 
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
     const e: OpsError = toOpsError(err)
-    if (this.argv.includes('--verbose')) settings.debug = true
+    if (this.jsonEnabled()) return super.catch(e)
+    // Our own rendering: one unwrapped line per fact (oclif wraps at 80 columns without a TTY, which
+    // breaks grep in cron mail), then let oclif exit with the code without printing again.
+    const verbose = this.argv.includes('--verbose')
+    const lines = [`Error: ${e.message} [${e.code}]`]
+    if (e.suggestions?.length) lines.push(`Try this: ${e.suggestions[0]}`)
+    if (verbose) {
+      settings.debug = true
+      for (let c: unknown = e; c; c = (c as Error).cause) lines.push((c as Error).stack ?? String(c))
+    }
+    process.stderr.write(`${lines.join('\n')}\n`)
+    e.skipOclifErrorHandling = true
     return super.catch(e)
   }
 
