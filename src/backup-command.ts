@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {OpsCommand} from './base-command.js'
-import {dataDirFlag, lockWaitFlag, repoFlags, resolveDataDir} from './flags.js'
+import {bytesFlag, dataDirFlag, lockWaitFlag, repoFlags, resolveDataDir} from './flags.js'
 import {type BackupResult, runBackup} from './lib/backup/backup.js'
 import {parseCompression} from './lib/repo/compression.js'
 import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
@@ -13,12 +13,23 @@ export const backupFlags = {
   compression: Flags.string({summary: "zstd, zstd:LEVEL or none (default: the repository's)."}),
   label: Flags.string({summary: 'A free-text label stored in the manifest.'}),
   'lock-wait': lockWaitFlag,
+  'part-size': bytesFlag({summary: 'S3 multipart part size (min 5MiB; default 8MiB). Memory in flight is part size x upload concurrency.', helpGroup: 'S3'}),
+  'upload-concurrency': Flags.integer({summary: 'S3 parts uploaded at once (default 4).', min: 1, max: 64, helpGroup: 'S3'}),
+  'storage-class': Flags.string({summary: 'S3 storage class of the objects written, e.g. STANDARD_IA.', helpGroup: 'S3'}),
+  sse: Flags.string({summary: 'S3 server-side encryption: AES256 or aws:kms.', options: ['AES256', 'aws:kms'], helpGroup: 'S3'}),
+  'sse-kms-key-id': Flags.string({summary: 'KMS key for --sse aws:kms.', helpGroup: 'S3'}),
 }
 
 /** What `backup full` and `backup incremental` share. */
 export abstract class BackupCommand extends OpsCommand {
   protected async backup(type: 'full' | 'incremental', flags: {[k: string]: unknown}): Promise<BackupResult> {
-    const repo = await this.openRepo(flags as {repo: string})
+    const repo = await this.openRepo(flags as {repo: string}, {
+      partSize: flags['part-size'] as number | undefined,
+      queueSize: flags['upload-concurrency'] as number | undefined,
+      storageClass: flags['storage-class'] as string | undefined,
+      sse: flags.sse as string | undefined,
+      sseKmsKeyId: flags['sse-kms-key-id'] as string | undefined,
+    })
     const result = await runBackup({
       repo,
       dataDir: resolveDataDir(flags['data-dir'] as string | undefined),

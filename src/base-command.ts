@@ -9,6 +9,7 @@ import {readFile} from 'node:fs/promises'
 import {ExitCode, fsError, type OpsError, toOpsError} from './lib/errors.js'
 import {openRepository} from './lib/repo/open.js'
 import type {Repository} from './lib/repo/repository.js'
+import type {S3Overrides} from './lib/repo/url.js'
 import {createReporter, type Reporter} from './lib/ui/reporter.js'
 
 export abstract class OpsCommand extends Command {
@@ -81,8 +82,8 @@ export abstract class OpsCommand extends Command {
     return process.env[env] || undefined
   }
 
-  protected async openRepo(flags: {repo: string; 'passphrase-file'?: string}): Promise<Repository> {
-    return openRepository(flags.repo, {passphrase: await this.passphrase(flags['passphrase-file'])})
+  protected async openRepo(flags: {repo: string; 'passphrase-file'?: string}, s3?: S3Overrides): Promise<Repository> {
+    return openRepository(flags.repo, {passphrase: await this.passphrase(flags['passphrase-file']), s3})
   }
 
   /** Writes a line to stdout unless --json is on. */

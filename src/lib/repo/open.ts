@@ -1,7 +1,7 @@
 import {type OpenOptions, Repository} from './repository.js'
-import {openBackend} from './url.js'
+import {openBackend, type S3Overrides} from './url.js'
 
 /** Opens an existing repository by URL (exit 11 when there is none, 13 for a wrong passphrase). */
-export async function openRepository(url: string, o: OpenOptions = {}): Promise<Repository> {
-  return Repository.open(await openBackend(url), o)
+export async function openRepository(url: string, o: OpenOptions & {s3?: S3Overrides} = {}): Promise<Repository> {
+  return Repository.open(await openBackend(url, o.s3), o)
 }

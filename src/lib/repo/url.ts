@@ -9,11 +9,20 @@ import {MemoryBackend} from './backends/memory.js'
 
 const memoryRepos = new Map<string, MemoryBackend>()
 
-export async function openBackend(url: string): Promise<RepositoryBackend> {
+/** Options that override what an s3:// URL says (from command-line flags). */
+export interface S3Overrides {
+  partSize?: number
+  queueSize?: number
+  storageClass?: string
+  sse?: string
+  sseKmsKeyId?: string
+}
+
+export async function openBackend(url: string, s3: S3Overrides = {}): Promise<RepositoryBackend> {
   if (url.startsWith('file://')) return new FsBackend(fileURLToPath(url))
   if (url.startsWith('s3://')) {
     const {S3Backend} = await import('./backends/s3.js') // the AWS SDK loads only when needed
-    return S3Backend.fromUrl(url)
+    return S3Backend.fromUrl(url, Object.fromEntries(Object.entries(s3).filter(([, v]) => v !== undefined)))
   }
   if (url.startsWith('memory://')) {
     let m = memoryRepos.get(url)

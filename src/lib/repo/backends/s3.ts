@@ -113,6 +113,7 @@ export class S3Backend implements RepositoryBackend {
     }
     this.client = new S3Client(config)
     this.partSize = o.partSize ?? 8 * 1024 * 1024
+    if (this.partSize < 5 * 1024 * 1024) throw new UsageError(`S3 part size ${this.partSize} is below the 5 MiB minimum`, {code: 'BAD_PART_SIZE', suggestion: 'Use --part-size 5MiB or more.'})
     this.queueSize = o.queueSize ?? 4
   }
 
@@ -152,9 +153,11 @@ export class S3Backend implements RepositoryBackend {
       } catch (error) {
         throw mapError(error, 'list', prefix)
       }
-      for (const c of r.Contents ?? []) {
-        if (!c.Key) continue
-        yield {key: c.Key.slice(this.o.prefix.length), size: c.Size ?? 0, modified: c.LastModified}
+      // S3 returns a page in UTF-8 byte order; some S3-compatible servers (s3rver) return it in their
+      // directory-walk order ("a/1" before "a-z"). Sort the page so the contract's order holds there too.
+      const page = (r.Contents ?? []).filter((c) => c.Key).sort((a, b) => Buffer.compare(Buffer.from(a.Key!), Buffer.from(b.Key!)))
+      for (const c of page) {
+        yield {key: c.Key!.slice(this.o.prefix.length), size: c.Size ?? 0, modified: c.LastModified}
       }
       token = r.IsTruncated ? r.NextContinuationToken : undefined
     } while (token)
@@ -173,6 +176,9 @@ export class S3Backend implements RepositoryBackend {
 
   async put(key: string, body: Readable | Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
     try {
+      // ifAbsent objects (lock leases, the repository config) are small: take a stream whole so the
+      // conditional create below applies to it too, instead of silently replacing an existing object.
+      if (options.ifAbsent && !Buffer.isBuffer(body)) body = await readAll(body)
       if (Buffer.isBuffer(body)) {
         if (options.ifAbsent) {
           // Conditional create where the server supports it (AWS S3, MinIO, recent Ceph). Servers
