@@ -4,7 +4,7 @@
  * or rename over the file its live writer appends to (storage format §6.3); everything written after
  * that exists only behind the open descriptor, so we read it from /proc/<pid>/fd.
  */
-import {readdir, readlink} from 'node:fs/promises'
+import {readdir, readlink, realpath} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {discoverSpaces, isWalFileName, listWalFiles, type SpaceDir} from '../engine/layout.js'
@@ -29,6 +29,8 @@ export interface SourceSet {
 /** Unlinked `wal-*.log` files under `root` held open by other processes, from /proc. */
 export async function findUnlinkedWalFiles(root: string): Promise<Array<{space: string; name: string; fdPath: string; pid: number}>> {
   const found: Array<{space: string; name: string; fdPath: string; pid: number}> = []
+  // /proc/<pid>/fd links name canonical paths: compare against the root with its symlinks resolved.
+  root = await realpath(root).catch(() => root)
   let pids: string[]
   try {
     pids = (await readdir('/proc')).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)

@@ -12,7 +12,7 @@
  * `concurrency` frames in flight.
  */
 import {promisify} from 'node:util'
-import {constants, createZstdDecompress, zstdCompress, zstdDecompress} from 'node:zlib'
+import {constants, zstdCompress, zstdDecompress} from 'node:zlib'
 
 import {IntegrityError, UsageError} from '../errors.js'
 
@@ -90,7 +90,6 @@ export function zstdFrames(level: number, o: CompressOptions = {}) {
 
 /**
  * Decompresses an archive we wrote (indexed frames, several in flight at once, output in order).
- * Input without our index (a plain .zst) falls back to Node's streaming decompressor.
  */
 export function zstdUnframes(concurrency = 3) {
   return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
@@ -117,19 +116,11 @@ export function zstdUnframes(concurrency = 3) {
         break
       }
       const magic = buffered.readUInt32LE(0)
-      if (magic === ZSTD_MAGIC && pending.length === 0) {
-        // Not written by us: stream the rest through Node's decompressor.
-        const d = createZstdDecompress()
-        const feed = (async () => {
-          d.write(take(buffered.length))
-          for (let r = await it.next(); !r.done; r = await it.next()) if (!d.write(r.value)) await new Promise((ok) => d.once('drain', ok))
-          d.end()
-        })().catch((error) => d.destroy(error))
-        for await (const c of d) yield c as Buffer
-        await feed
-        return
+      // Only archives we wrote are read: Node's zstd (one-shot and streaming) returns only the first of
+      // several concatenated frames, so reading a plain multi-frame .zst would silently lose data.
+      if (magic !== INDEX_MAGIC || buffered.readUInt32LE(4) !== 4) {
+        throw new IntegrityError(`compressed archive has ${magic === ZSTD_MAGIC ? 'a zstd frame without the engram-ops size index' : 'an unknown frame'} at the position of a frame index`, {code: 'ARCHIVE_CORRUPT'})
       }
-      if (magic !== INDEX_MAGIC || buffered.readUInt32LE(4) !== 4) throw new IntegrityError('compressed archive has an unknown frame', {code: 'ARCHIVE_CORRUPT'})
       const size = buffered.readUInt32LE(8)
       if (size > MAX_FRAME) throw new IntegrityError(`compressed archive declares a ${size}-byte frame`, {code: 'ARCHIVE_CORRUPT'})
       take(12)

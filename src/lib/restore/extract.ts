@@ -113,6 +113,9 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
     }
   } catch (error) {
     await bytes.return(undefined).catch(() => {}) // close the object stream and the decompressor
+    // A decompressor that failed has already finished without closing its source, so the object
+    // stream would stay open (its file handle closed only by the GC): close it here in any case.
+    body.destroy()
     if (error instanceof IntegrityError || (error as Error)?.name === 'AbortError') throw error
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {
       code: 'ARCHIVE_CORRUPT',

@@ -82,7 +82,8 @@ export interface ExecuteOptions {
 
 async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o: ExecuteOptions, after?: (staging: string) => Promise<void>): Promise<RestoreResult> {
   const started = Date.now()
-  const base: RestoreResult = {...plan, dryRun: o.dryRun, restoredBytes: 0, durationMs: 0, replacedMovedTo: null}
+  // `=== true`: an unset CLI flag arrives as undefined, and the JSON result must still say false.
+  const base: RestoreResult = {...plan, dryRun: o.dryRun === true, restoredBytes: 0, durationMs: 0, replacedMovedTo: null}
   if (plan.targetState === 'not-empty' && !o.yes && !o.dryRun) {
     throw new OpsError(`restore target ${plan.target} is not empty`, {
       code: 'TARGET_NOT_EMPTY',
@@ -119,7 +120,10 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
       for (const e of await readdir(staging)) await rename(join(staging, e), join(plan.target, e))
       await rm(staging, {recursive: true, force: true})
     } else {
-      replacedMovedTo = `${plan.target}.replaced-${new Date().toISOString().replaceAll(':', '').replace(/\.\d+Z$/, 'Z')}`
+      const stamp = `${plan.target}.replaced-${new Date().toISOString().replaceAll(':', '').replace(/\.\d+Z$/, 'Z')}`
+      // Never reuse the name of an earlier restore's moved-aside copy (two restores in one second).
+      replacedMovedTo = stamp
+      for (let n = 2; await stat(replacedMovedTo).then(() => true, () => false); n++) replacedMovedTo = `${stamp}-${n}`
       await rename(plan.target, replacedMovedTo)
       await rename(staging, plan.target)
       o.reporter.warn(`the previous contents of ${plan.target} were moved to ${replacedMovedTo}; delete it once the restore is checked`)
@@ -165,10 +169,11 @@ export async function runPitr(repo: Repository, o: PitrOptions): Promise<Restore
     const file = o.target.file
     const holders = [...new Set(backups.flatMap((m) => m.spaces.filter((s) => s.files.some((f) => f.name === file)).map((s) => s.space)))]
     if (spaces.length === 0) {
-      if (holders.length !== 1) {
-        throw new UsageError(`${holders.length === 0 ? 'no space' : `spaces ${holders.join(', ')}`} ha${holders.length === 1 ? 's' : 've'} a WAL file ${file}`, {
+      // A file no backup holds is a target no backup can reach: chooseBase says so (exit 16).
+      if (holders.length > 1) {
+        throw new UsageError(`spaces ${holders.join(', ')} have a WAL file ${file}`, {
           code: 'SEQ_TARGET_AMBIGUOUS',
-          suggestion: holders.length > 1 ? 'Pass --space to say which space the position is in.' : 'Check the file name with `engram-ops backup show`.',
+          suggestion: 'Pass --space to say which space the position is in.',
         })
       }
       spaces = holders
@@ -186,5 +191,6 @@ export async function runPitr(repo: Repository, o: PitrOptions): Promise<Restore
       cut = {kept: cut.kept + r.kept, dropped: cut.dropped + r.dropped}
     }
   })
-  return {...result, pitrResult: cut}
+  // A dry run cut nothing: no counts to report.
+  return o.dryRun ? result : {...result, pitrResult: cut}
 }

@@ -1,0 +1,82 @@
+/**
+ * Runs the RepositoryBackend contract against every backend, plus what is specific to one backend.
+ * To add a backend, add one `describeBackendContract` call with a factory that gives each test a
+ * fresh, empty place (a temp directory, a bucket prefix) and removes it in `cleanup`.
+ */
+import {existsSync} from 'node:fs'
+import {mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {afterEach, describe, expect, it} from 'vitest'
+
+import {BackendError, readAll} from '../../src/lib/repo/backend.js'
+import {FsBackend} from '../../src/lib/repo/backends/fs.js'
+import {MemoryBackend} from '../../src/lib/repo/backends/memory.js'
+import {describeBackendContract} from './backend-contract.js'
+
+describeBackendContract('FsBackend', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'engram-contract-fs-'))
+  return {backend: new FsBackend(join(dir, 'repo')), cleanup: () => rm(dir, {recursive: true, force: true})}
+})
+
+describeBackendContract('MemoryBackend', async () => ({backend: new MemoryBackend(), cleanup: async () => {}}))
+
+describe('FsBackend specifics', () => {
+  const dirs: string[] = []
+  afterEach(async () => {
+    while (dirs.length > 0) await rm(dirs.pop()!, {recursive: true, force: true})
+  })
+  const fresh = async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'engram-contract-fs-'))
+    dirs.push(dir)
+    return {dir, backend: new FsBackend(join(dir, 'repo'))}
+  }
+
+  it('rejects keys that are absolute or climb out with .., ., or empty segments (kind invalid, exit 2), touching nothing', async () => {
+    const {dir, backend} = await fresh()
+    await writeFile(join(dir, 'outside'), 'precious')
+    const bad = ['../outside', 'a/../../outside', '/etc/passwd', 'a/./b', 'a//b', 'a/', '..', '.']
+    for (const key of bad) {
+      for (const op of [() => backend.put(key, Buffer.from('x')), () => backend.get(key), () => backend.stat(key), () => backend.delete([key])]) {
+        let caught: unknown
+        try {
+          await op()
+        } catch (error) {
+          caught = error
+        }
+        expect(caught, `${key} must be refused`).toBeInstanceOf(BackendError)
+        expect((caught as BackendError).kind).toBe('invalid')
+        expect((caught as BackendError).exitCode).toBe(2)
+      }
+    }
+    expect(existsSync(join(dir, 'outside'))).toBe(true)
+    expect(existsSync(join(dir, 'repo'))).toBe(false)
+  })
+
+  it('writes objects as files under the root with mode 0600 and leaves no temporaries', async () => {
+    const {dir, backend} = await fresh()
+    await backend.put('backups/x/manifest.json', Buffer.from('{}'))
+    const {stat} = await import('node:fs/promises')
+    expect((await stat(join(dir, 'repo', 'backups', 'x', 'manifest.json'))).mode & 0o777).toBe(0o600)
+    expect(await readdir(join(dir, 'repo', 'backups', 'x'))).toEqual(['manifest.json'])
+  })
+
+  it('hides and sweeps temporaries of crashed puts', async () => {
+    const {dir, backend} = await fresh()
+    await backend.put('backups/x/a', Buffer.from('a'))
+    await writeFile(join(dir, 'repo', 'backups', 'x', 'b.tmp-0123456789ab'), 'partial')
+    const keys: string[] = []
+    for await (const o of backend.list('')) keys.push(o.key)
+    expect(keys).toEqual(['backups/x/a'])
+    expect(await backend.sweepTemporaries(0)).toBe(1)
+    expect(await readdir(join(dir, 'repo', 'backups', 'x'))).toEqual(['a'])
+  })
+
+  it('reads what another FsBackend on the same root wrote (read-after-write across instances)', async () => {
+    const {dir, backend} = await fresh()
+    await backend.put('k', Buffer.from('shared'))
+    const other = new FsBackend(join(dir, 'repo'))
+    expect(await readAll(await other.get('k'))).toEqual(Buffer.from('shared'))
+  })
+})
