@@ -51,6 +51,8 @@ export abstract class OpsCommand extends Command {
 
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
     const e: OpsError = toOpsError(err)
+    // The error's code wins over an earlier markPartial() (oclif keeps an exit code already set).
+    process.exitCode = e.exitCode
     if (this.jsonEnabled()) return super.catch(e)
     // Our own rendering: one unwrapped line per fact (oclif wraps at 80 columns without a TTY, which
     // breaks grep in cron mail), then let oclif exit with the code without printing again.

@@ -55,15 +55,15 @@ is not an Engram WAL at all.`
     const json = this.jsonEnabled()
     const ends: DumpFileEnd[] = []
     // In JSON mode records are streamed out as they are read, so memory stays flat on large dirs.
+    // The opening is written with the first record, so a walk that fails first prints only the error.
     let first = true
-    if (json && !flags.stats) process.stdout.write('{\n  "records": [')
     const stats = await dumpWal(
       target,
       {fromNs: flags.from, toNs: flags.to, types},
       (r) => {
         if (flags.stats) return
         if (json) {
-          process.stdout.write(`${first ? '\n    ' : ',\n    '}${JSON.stringify(r)}`)
+          process.stdout.write(`${first ? '{\n  "records": [\n    ' : ',\n    '}${JSON.stringify(r)}`)
           first = false
         } else {
           this.out(formatRecord(r))
@@ -80,7 +80,7 @@ is not an Engram WAL at all.`
     const summary = {target: target.path, kind: target.kind, stats, ends, skipped: target.skipped, warnings: this.reporter.warnings}
     if (json) {
       const body = JSON.stringify(summary, null, 2).slice(1, -1)
-      process.stdout.write(flags.stats ? `{${body}}\n` : `${first ? '' : '\n  '}],${body}}\n`)
+      process.stdout.write(flags.stats ? `{${body}}\n` : `${first ? '{\n  "records": [' : '\n  '}],${body}}\n`)
       return undefined
     }
     if (flags.stats) for (const e of ends) this.out(formatEnd(e))

@@ -27,6 +27,9 @@ import {captureRecord, hashRange, headLength, type OpenSource, type Sample, scan
 import {collectSources} from './sources.js'
 import {VERSION} from '../version.js'
 
+/** How long a record may take from its timestamp to the WAL file (Engram: ≤ 10 ms batching + fsync). */
+export const WRITE_LATENCY_MARGIN_NS = 250_000_000n
+
 export interface BackupOptions {
   repo: Repository
   dataDir: string
@@ -160,7 +163,10 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     }
     const parent = parentChain.at(-1) ?? null
     const id = backupId(type, started, randomBytes(3).toString('hex'))
-    const snapshotNs = nowNs()
+    // Engram stamps a record when it is created and writes it up to ~10 ms later (a batch, then
+    // fsync). The snapshot time this backup vouches for (PITR relies on it) is therefore set a margin
+    // before the files are sized: every record stamped at or before it has had that long to land.
+    const snapshotNs = nowNs() - WRITE_LATENCY_MARGIN_NS
     o.reporter.info(`backup ${id} (${type}${parent ? `, parent ${parent.id}` : ''}) of ${dataDir}: ${spaceIds.length} spaces`)
 
     const spaces: SpaceCapture[] = []

@@ -9,7 +9,7 @@ import {IntegrityError, UsageError, fsError} from '../errors.js'
 import {decodePayloadMeta} from './decode.js'
 import {discoverSpaces, isWalFileName, listWalFiles, type SkippedEntry} from './layout.js'
 import {type FileEnd, WalFileReader} from './reader.js'
-import {entryTypeName} from './record.js'
+import {entryTypeName, type RecordHeader} from './record.js'
 import {type Damage, replaySpace, type ReplayCounters} from './replay.js'
 
 export interface DumpSource {
@@ -81,10 +81,22 @@ export interface DumpRecord {
   error?: string
 }
 
+/** A record header with its u64 fields as decimal strings, like DumpRecord's (JSON has no u64). */
+export type DumpHeader = Omit<RecordHeader, 'sequence' | 'timestampNs'> & {sequence: string; timestampNs: string}
+
+/** A FileEnd whose header (bad_header, torn_payload) is a DumpHeader, so that it serialises to JSON. */
+export type DumpEnd = FileEnd extends infer E ? (E extends {header: RecordHeader} ? Omit<E, 'header'> & {header: DumpHeader} : E) : never
+
 export interface DumpFileEnd {
   space: string
   file: string
-  end: FileEnd
+  end: DumpEnd
+}
+
+function dumpEnd(end: FileEnd): DumpEnd {
+  if (end.kind !== 'bad_header' && end.kind !== 'torn_payload') return end
+  const {header} = end
+  return {...end, header: {...header, sequence: String(header.sequence), timestampNs: String(header.timestampNs)}}
 }
 
 export interface DumpStats {
@@ -157,7 +169,7 @@ export async function dumpWal(
     const end = reader.end!
     if (end.kind !== 'eof') {
       stats.damagedFiles++
-      onEnd({space: src.space, file: src.file, end})
+      onEnd({space: src.space, file: src.file, end: dumpEnd(end)})
     }
     if (target.kind === 'file' && end.offset === 0 && (end.kind === 'bad_header' || end.kind === 'partial_header') && reader.size > 0) {
       throw new IntegrityError(

@@ -16,6 +16,7 @@ import {computeHeaderCrc, decodeHeader, HEADER_SIZE, headerError, type RecordHea
 
 /** Room in front of each read buffer for the unparsed tail of the previous window. */
 const HEADROOM = 256 * 1024
+const EMPTY = Buffer.alloc(0)
 
 export type RecordValidity = 'ok' | 'bad_payload_crc'
 
@@ -89,7 +90,14 @@ export class WalFileReader {
     readonly path: string,
     private readonly options: ReadOptions = {},
   ) {
-    this.window = Buffer.allocUnsafe(HEADROOM + (options.windowSize ?? 4 * 1024 * 1024))
+    // Buffers are sized once the file's size is known (a small file gets small buffers).
+    this.window = EMPTY
+    this.spare = EMPTY
+  }
+
+  private allocate(): void {
+    const size = Math.min(this.options.windowSize ?? 4 * 1024 * 1024, Math.max(4096, this.size))
+    this.window = Buffer.allocUnsafe(HEADROOM + size)
     this.spare = Buffer.allocUnsafe(this.window.length)
   }
 
@@ -112,6 +120,7 @@ export class WalFileReader {
       const st = await fh.stat()
       if (!st.isFile()) throw fsError(Object.assign(new Error('not a file'), {code: 'ENOTFILE'}), 'read WAL file', this.path)
       this.size = Math.min(this.options.limit ?? st.size, st.size)
+      this.allocate()
       yield* this.walk(fh)
     } finally {
       await this.prefetch?.promise.catch(() => 0)

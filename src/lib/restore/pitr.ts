@@ -53,15 +53,16 @@ function firstRecordNs(m: Manifest, spaces: string[]): bigint | null {
 }
 
 /**
- * When Engram compacted between backup i-1 and backup i, the time it did (the first timestamp of
- * the files that replaced the old ones), else null. Works for full and incremental backups.
+ * When Engram compacted between backup i-1 and backup i, the time it did, else null. Works for full
+ * and incremental backups. Per selected space, the compaction time is the first timestamp of the
+ * files that replaced the old ones; across spaces, the latest of them (a target before it lies
+ * across the compaction of at least one selected space). Spaces that are not selected do not count.
  */
 export function compactionTimes(backups: Manifest[], spaces: string[]): Array<bigint | null> {
   const out: Array<bigint | null> = []
   let previous = new Map<string, Set<string>>() // space -> file names in its state
   for (const m of backups) {
-    // Incrementals check the bytes themselves and record what they found.
-    let at: bigint | null = m.compaction?.rewriteTimeNs ? BigInt(m.compaction.rewriteTimeNs) : null
+    let at: bigint | null = null
     const current = new Map<string, Set<string>>()
     for (const sp of m.spaces) {
       if (spaces.length > 0 && !spaces.includes(sp.space)) continue
@@ -70,14 +71,18 @@ export function compactionTimes(backups: Manifest[], spaces: string[]): Array<bi
       for (const g of sp.gone) state.delete(g)
       for (const f of sp.files) state.add(f.name)
       current.set(sp.space, state)
-      // A full backup compares names: Engram's compaction deletes every file it replaces.
-      if (m.type === 'full' && before && [...before].some((name) => !state.has(name))) {
-        for (const f of sp.files) {
-          if (before.has(f.name) || f.firstTimestampNs === null) continue
-          const t = BigInt(f.firstTimestampNs)
-          if (at === null || t < at) at = t
-        }
+      // Engram's compaction deletes every file it replaces: a full backup compares names, an
+      // incremental recorded the files it found gone or rewritten.
+      const compacted = m.type === 'full' ? before !== undefined && [...before].some((name) => !state.has(name)) : sp.gone.length > 0 || sp.rewritten.length > 0
+      if (!compacted) continue
+      let spaceAt: bigint | null = null
+      for (const f of sp.files) {
+        const replacement = (f.offset === 0 && !before?.has(f.name)) || sp.rewritten.includes(f.name)
+        if (!replacement || f.firstTimestampNs === null) continue
+        const t = BigInt(f.firstTimestampNs)
+        if (spaceAt === null || t < spaceAt) spaceAt = t
       }
+      if (spaceAt !== null && (at === null || spaceAt > at)) at = spaceAt
     }
     out.push(at)
     previous = current
@@ -89,12 +94,17 @@ export function compactionTimes(backups: Manifest[], spaces: string[]): Array<bi
 export function chooseBase(backups: Manifest[], target: PitrTarget, spaces: string[]): Manifest {
   if (backups.length === 0) throw new TargetNotAvailableError('the repository has no complete backup', [])
   if (target.kind === 'seq') {
-    // The first backup whose state holds the target record (or a later file of the same space).
+    // The first backup whose state holds the target record (or holds the target file and a later
+    // file of the same space: the target file is finished). A later file alone is not enough: the
+    // target file may never have been backed up, or a compaction may have removed it.
+    const holding = new Set<string>() // spaces whose state (so far) holds target.file
     for (const m of backups) {
       for (const sp of m.spaces) {
         if (spaces.length > 0 && !spaces.includes(sp.space)) continue
+        if (m.type === 'full' || sp.gone.includes(target.file)) holding.delete(sp.space)
+        if (sp.files.some((f) => f.name === target.file)) holding.add(sp.space)
         for (const f of sp.files) {
-          if (f.name > target.file && f.records > 0) return m
+          if (f.name > target.file && f.records > 0 && holding.has(sp.space)) return m
           if (f.name === target.file && f.lastSequence !== null && BigInt(f.lastSequence) >= target.sequence) return m
         }
       }
@@ -103,12 +113,14 @@ export function chooseBase(backups: Manifest[], target: PitrTarget, spaces: stri
     throw new TargetNotAvailableError(`no backup contains ${target.file} sequence ${target.sequence}`, [point(BigInt(last.snapshotNs), `snapshot of the last backup ${last.id}`)])
   }
   const t = target.ns
+  // Timestamps are integers: "before t" is "at or before t - 1". Every comparison uses that.
+  const upTo = target.exclusive ? t - 1n : t
   const first = firstRecordNs(backups[0], spaces)
   const last = backups.at(-1)!
-  if (first !== null && t < first) {
+  if (first !== null && upTo < first) {
     throw new TargetNotAvailableError(`target ${formatRfc3339(t)} is before the first backed-up record`, [point(first, `first record in backup ${backups[0].id}`)])
   }
-  const index = backups.findIndex((m) => BigInt(m.snapshotNs) >= t)
+  const index = backups.findIndex((m) => BigInt(m.snapshotNs) >= upTo)
   if (index < 0) {
     throw new TargetNotAvailableError(`target ${formatRfc3339(t)} is after the last backup`, [point(BigInt(last.snapshotNs), `snapshot of the last backup ${last.id}`)])
   }
@@ -116,7 +128,7 @@ export function chooseBase(backups: Manifest[], target: PitrTarget, spaces: stri
   // A compaction after the target and no later than the chosen snapshot has rewritten the times.
   for (let i = 0; i <= index; i++) {
     const at = rewrites[i]
-    if (at !== null && at > t) {
+    if (at !== null && at > upTo) {
       const before = i > 0 ? backups[i - 1] : null
       throw new TargetNotAvailableError(
         `target ${formatRfc3339(t)} lies across a compaction at ${formatRfc3339(at)} that rewrote record timestamps, and no backup was taken between them`,

@@ -1,0 +1,277 @@
+/**
+ * The repository lease lock: contention waits up to --lock-wait then exits 12 naming the holder;
+ * a holder that releases in time lets the waiter proceed; a lock whose holder is a dead process on
+ * this host, or whose lease expired, is broken and reported; the heartbeat renews the lease.
+ */
+import {spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
+import {hostname, tmpdir} from 'node:os'
+import {join} from 'node:path'
+import type {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {nowNs} from '../../src/lib/engine/datetime.js'
+import {makeEpisode, Prng} from '../../src/lib/engine/generate.js'
+import {encodeEpisode} from '../../src/lib/engine/payload.js'
+import {EntryType} from '../../src/lib/engine/record.js'
+import {ensureSpaceDirs, WalWriter} from '../../src/lib/engine/writer.js'
+import {ExitCode, LockedError} from '../../src/lib/errors.js'
+import type {ObjectInfo, PutOptions} from '../../src/lib/repo/backend.js'
+import {FsBackend} from '../../src/lib/repo/backends/fs.js'
+import {LOCK_KEY} from '../../src/lib/repo/layout.js'
+import {acquireRepoLock, type LeaseOwner} from '../../src/lib/repo/lock.js'
+import {Repository} from '../../src/lib/repo/repository.js'
+import {repoRoot} from '../support/fixtures.js'
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+  ms: number
+}
+
+/** Runs the CLI; `onStderr` sees stderr as it grows (to act while the command runs). */
+function cli(args: string[], onStderr?: (soFar: string) => void): Promise<Run> {
+  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
+  delete env.ENGRAM_DATA_DIR
+  delete env.ENGRAM_OPS_REPO
+  const started = Date.now()
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d) => {
+      stderr += d
+      onStderr?.(stderr)
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({code, stdout, stderr, ms: Date.now() - started}))
+  })
+}
+
+/** stderr with oclif's line wrapping undone. */
+const unwrap = (text: string) => text.replace(/\s+›?\s*/g, ' ')
+
+/** The pid of a process that has exited (and was reaped). */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], {stdio: 'ignore'})
+  const pid = child.pid!
+  await new Promise((resolve) => child.on('exit', resolve))
+  await sleep(20)
+  expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({code: 'ESRCH'}))
+  return pid
+}
+
+let tmp: string
+let data: string
+let n = 0
+const host = hostname()
+
+async function newRepo(): Promise<{dir: string; backend: FsBackend}> {
+  const dir = join(tmp, `repo-${n++}`)
+  const backend = new FsBackend(dir)
+  await Repository.init(backend, {codec: 'zstd', level: 1})
+  return {dir, backend}
+}
+
+const readLease = async (dir: string) => JSON.parse(await readFile(join(dir, ...LOCK_KEY.split('/')), 'utf8')) as {owner: LeaseOwner; token: string; expiresAt: string}
+const completeBackups = async (dir: string) => (await Repository.open(new FsBackend(dir))).completeBackups()
+const backupDirs = async (dir: string) => (existsSync(join(dir, 'backups')) ? (await readdir(join(dir, 'backups'))).sort() : [])
+
+beforeAll(async () => {
+  if (!existsSync(join(repoRoot, 'dist', 'commands', 'backup', 'full.js'))) throw new Error('dist/ is not built')
+  tmp = await mkdtemp(join(tmpdir(), 'engram-lock-'))
+  data = join(tmp, 'data')
+  await ensureSpaceDirs(join(data, 'default'))
+  const w = await WalWriter.open(join(data, 'default', 'wal'), {createdAtSecs: 0x65000000, fsync: false})
+  const rng = new Prng(1)
+  const ts = nowNs()
+  await w.append(Array.from({length: 4}, (_, i) => ({entryType: EntryType.EpisodeStore, payload: encodeEpisode(makeEpisode(rng, `ep-${i}`, ts)), timestampNs: ts + BigInt(i)})))
+  await w.close()
+})
+afterAll(async () => {
+  if (tmp) await rm(tmp, {recursive: true, force: true})
+})
+
+describe('backup full against a held repository lock (CLI)', () => {
+  it('waits up to --lock-wait, then exits 12 naming the holder pid and host', async () => {
+    const {dir, backend} = await newRepo()
+    const holder = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0})
+    try {
+      const [text, json] = await Promise.all([
+        cli(['backup', 'full', '--data-dir', data, '--repo', dir, '--lock-wait', '1500ms']),
+        cli(['backup', 'full', '--data-dir', data, '--repo', dir, '--lock-wait', '1s', '--json']),
+      ])
+      expect(text.code).toBe(12)
+      expect(text.ms).toBeGreaterThanOrEqual(1500)
+      const message = unwrap(text.stderr)
+      expect(message).toContain(`repository is locked by backup full (pid ${process.pid} on ${host}); waiting up to 2 s`)
+      expect(message).toContain(`repository file://${dir} is locked by backup full (pid ${process.pid} on ${host}, since ${holder.owner.startedAt};`)
+
+      expect(json.code).toBe(12)
+      expect(json.ms).toBeGreaterThanOrEqual(1000)
+      const err = JSON.parse(json.stdout).error
+      expect(err).toMatchObject({code: 'REPO_LOCKED', exitCode: 12, subject: LOCK_KEY})
+      expect(err.details.holder).toEqual(holder.owner)
+      expect(err.details.holder).toEqual({host, pid: process.pid, command: 'backup full', startedAt: holder.owner.startedAt})
+      expect(err.message).toContain(`(pid ${process.pid} on ${host}`)
+      // Neither run wrote anything, and the holder still holds the lock.
+      expect(await backupDirs(dir)).toEqual([])
+      expect((await readLease(dir)).owner).toEqual(holder.owner)
+    } finally {
+      await holder.release()
+    }
+    expect(existsSync(join(dir, 'locks', 'repository.lock'))).toBe(false)
+  })
+
+  it('proceeds when the holder releases within the wait', async () => {
+    const {dir, backend} = await newRepo()
+    const holder = await acquireRepoLock(backend, {command: 'backup incremental', waitMs: 0})
+    let waiting!: () => void
+    const isWaiting = new Promise<void>((resolve) => (waiting = resolve))
+    const run = cli(['backup', 'full', '--data-dir', data, '--repo', dir, '--lock-wait', '30s'], (err) => {
+      if (err.includes('waiting up to')) waiting()
+    })
+    await isWaiting
+    await sleep(1000)
+    expect(await backupDirs(dir)).toEqual([]) // still waiting
+    const releasedAt = Date.now()
+    await holder.release()
+    const r = await run
+    expect(r.code).toBe(0)
+    expect(Date.now()).toBeGreaterThan(releasedAt)
+    expect(r.stderr).toContain(`repository is locked by backup incremental (pid ${process.pid} on ${host}); waiting up to 30 s`)
+    expect(r.stdout).toMatch(/^backup \d{8}T\d{6}Z-full-[0-9a-f]{6} \(full\) complete: 1 files, /)
+    expect((await completeBackups(dir)).map((m) => m.type)).toEqual(['full'])
+    expect(existsSync(join(dir, 'locks', 'repository.lock'))).toBe(false)
+  })
+
+  it('a lock whose holder is a dead process on this host is broken and reported; the backup proceeds', async () => {
+    const {dir, backend} = await newRepo()
+    const pid = await deadPid()
+    const owner: LeaseOwner = {host, pid, command: 'backup incremental', startedAt: '2026-11-28T01:02:03.000Z'}
+    // Its lease has not expired: only the dead pid makes it stale.
+    await backend.put(LOCK_KEY, Buffer.from(JSON.stringify({owner, token: 'dead-token', expiresAt: new Date(Date.now() + 3_600_000).toISOString()})))
+    const r = await cli(['backup', 'full', '--data-dir', data, '--repo', dir, '--lock-wait', '0s'])
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(new RegExp(` warning: broke a stale repository lock held by backup incremental \\(pid ${pid} on ${host.replace(/[.]/g, '\\.')}, since 2026-11-28T01:02:03.000Z\\)\n`))
+    expect((await completeBackups(dir)).length).toBe(1)
+    expect(existsSync(join(dir, 'locks', 'repository.lock'))).toBe(false)
+
+    // In --json the result lists it.
+    await backend.put(LOCK_KEY, Buffer.from(JSON.stringify({owner, token: 'dead-token', expiresAt: new Date(Date.now() + 3_600_000).toISOString()})))
+    const json = await cli(['backup', 'incremental', '--data-dir', data, '--repo', dir, '--lock-wait', '0s', '--json'])
+    expect(json.code).toBe(0)
+    expect(JSON.parse(json.stdout).brokenLocks).toEqual([owner])
+  })
+
+  it('an expired lease of another host is broken; a live lease of another host is not', async () => {
+    const {dir, backend} = await newRepo()
+    // pid 1 is alive here, but this lease belongs to another machine: only its expiry counts.
+    const other: LeaseOwner = {host: 'other-host.example', pid: 1, command: 'backup full', startedAt: '2026-11-27T00:00:00.000Z'}
+    await backend.put(LOCK_KEY, Buffer.from(JSON.stringify({owner: other, token: 't', expiresAt: new Date(Date.now() + 3_600_000).toISOString()})))
+    const blocked = await cli(['backup', 'full', '--data-dir', data, '--repo', dir, '--lock-wait', '0s', '--json'])
+    expect(blocked.code).toBe(12)
+    expect(JSON.parse(blocked.stdout).error.message).toContain('is locked by backup full (pid 1 on other-host.example, since 2026-11-27T00:00:00.000Z;')
+    expect(await backupDirs(dir)).toEqual([])
+
+    await backend.put(LOCK_KEY, Buffer.from(JSON.stringify({owner: other, token: 't', expiresAt: new Date(Date.now() - 1000).toISOString()})))
+    const r = await cli(['backup', 'full', '--data-dir', data, '--repo', dir, '--lock-wait', '0s', '--json'])
+    expect(r.code).toBe(0)
+    const doc = JSON.parse(r.stdout)
+    expect(doc.brokenLocks).toEqual([other])
+    expect((await completeBackups(dir)).map((m) => m.id)).toEqual([doc.id])
+  })
+})
+
+describe('acquireRepoLock', () => {
+  it('a second acquirer waits, then fails with exit 12 naming the holder; succeeds once released', async () => {
+    const {backend} = await newRepo()
+    const first = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0})
+    const waits: LeaseOwner[] = []
+    const started = Date.now()
+    const error = await acquireRepoLock(backend, {command: 'backup prune', waitMs: 700, onWait: (h) => waits.push(h)}).then(
+      () => null,
+      (e: unknown) => e,
+    )
+    expect(Date.now() - started).toBeGreaterThanOrEqual(650)
+    expect(error).toBeInstanceOf(LockedError)
+    expect((error as LockedError).exitCode).toBe(ExitCode.locked)
+    expect((error as LockedError).details).toMatchObject({holder: first.owner})
+    expect(waits).toEqual([first.owner]) // announced once
+    await first.release()
+    const second = await acquireRepoLock(backend, {command: 'backup prune', waitMs: 0})
+    expect(second.broken).toEqual([])
+    expect(second.owner.command).toBe('backup prune')
+    await second.release()
+  })
+
+  it('an unreadable lock object is broken', async () => {
+    const {dir, backend} = await newRepo()
+    await backend.put(LOCK_KEY, Buffer.from('{"owner": {"host": "x"'))
+    const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0})
+    expect(lock.broken).toEqual([{host: '?', pid: 0, command: '?', startedAt: '?'}])
+    expect((await readLease(dir)).owner).toEqual(lock.owner)
+    await lock.release()
+  })
+
+  it('the heartbeat renews expiresAt while the lock is held', async () => {
+    const {dir, backend} = await newRepo()
+    const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0, ttlMs: 1500})
+    try {
+      const first = await readLease(dir)
+      expect(first.owner).toEqual(lock.owner)
+      const e0 = Date.parse(first.expiresAt)
+      expect(e0 - Date.now()).toBeGreaterThan(1000)
+      expect(e0 - Date.now()).toBeLessThanOrEqual(1500)
+      // Renewed every max(1 s, ttl/3): after 2.6 s the lease has been renewed twice and never lapsed.
+      const seen = [e0]
+      for (let i = 0; i < 13; i++) {
+        await sleep(200)
+        const l = await readLease(dir)
+        expect(l.token).toBe(first.token)
+        expect(Date.parse(l.expiresAt)).toBeGreaterThan(Date.now())
+        if (Date.parse(l.expiresAt) !== seen.at(-1)) seen.push(Date.parse(l.expiresAt))
+      }
+      expect(seen.length).toBeGreaterThanOrEqual(2)
+      expect(seen).toEqual([...seen].sort((a, b) => a - b))
+      // Another acquirer sees a live lease and does not break it.
+      await expect(acquireRepoLock(backend, {command: 'backup prune', waitMs: 0})).rejects.toBeInstanceOf(LockedError)
+    } finally {
+      await lock.release()
+    }
+    expect(existsSync(join(dir, 'locks', 'repository.lock'))).toBe(false)
+  })
+
+  it('release() waits for a renewal in flight, so the lock is not written back after release', async () => {
+    class SlowRenewals extends FsBackend {
+      renewalStarted: Promise<void>
+      private started!: () => void
+      constructor(root: string) {
+        super(root)
+        this.renewalStarted = new Promise((resolve) => (this.started = resolve))
+      }
+
+      override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
+        if (key === LOCK_KEY && !options?.ifAbsent) {
+          this.started()
+          await sleep(500)
+        }
+        return super.put(key, body, options)
+      }
+    }
+    const {dir} = await newRepo()
+    const backend = new SlowRenewals(dir)
+    const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0, ttlMs: 300})
+    await backend.renewalStarted // the heartbeat (every 1 s) is writing the renewed lease
+    await lock.release()
+    await sleep(700)
+    expect(existsSync(join(dir, 'locks', 'repository.lock'))).toBe(false)
+    const next = await acquireRepoLock(new FsBackend(dir), {command: 'backup prune', waitMs: 0})
+    expect(next.broken).toEqual([])
+    await next.release()
+  })
+})
