@@ -5,7 +5,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {link, mkdir, open, readdir, rename, rm, stat, statfs, unlink} from 'node:fs/promises'
+import {link, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink} from 'node:fs/promises'
 import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -160,12 +160,25 @@ export class FsBackend implements RepositoryBackend {
   }
 
   async delete(keys: readonly string[]): Promise<void> {
+    const dirs = new Set<string>()
     for (const key of keys) {
       const path = this.path(key)
       try {
         await unlink(path)
+        dirs.add(dirname(path))
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'delete', path)
+      }
+    }
+    // Remove directories the deletes emptied (backups/<id>/), up to the root; a non-empty one stays.
+    for (let dir of dirs) {
+      while (dir.startsWith(this.root) && dir !== this.root) {
+        try {
+          await rmdir(dir)
+        } catch {
+          break
+        }
+        dir = dirname(dir)
       }
     }
   }
