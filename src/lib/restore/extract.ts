@@ -11,6 +11,7 @@ import {join} from 'node:path'
 
 import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError} from '../errors.js'
+import {BackendError} from '../repo/backend.js'
 import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
@@ -116,7 +117,8 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
     // A decompressor that failed has already finished without closing its source, so the object
     // stream would stay open (its file handle closed only by the GC): close it here in any case.
     body.destroy()
-    if (error instanceof IntegrityError || (error as Error)?.name === 'AbortError') throw error
+    // A backend failure (unreachable, reset, denied) is not damage: keep its kind and exit code.
+    if (error instanceof IntegrityError || error instanceof BackendError || (error as Error)?.name === 'AbortError') throw error
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {
       code: 'ARCHIVE_CORRUPT',
       subject: archive.key,

@@ -21,6 +21,7 @@ import {
 } from '@aws-sdk/client-s3'
 import {Upload} from '@aws-sdk/lib-storage'
 import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {UsageError} from '../../errors.js'
 import {parseBytes} from '../../ui/format.js'
@@ -38,7 +39,7 @@ export interface S3Options {
   partSize?: number
   queueSize?: number
   maxAttempts?: number
-  /** Per-request timeout (ms). */
+  /** How long a request may stay without any progress before it fails and is retried (ms). */
   requestTimeoutMs?: number
 }
 
@@ -106,7 +107,9 @@ export class S3Backend implements RepositoryBackend {
       maxAttempts: o.maxAttempts ?? 5,
       retryMode: 'standard',
       ...(o.endpoint ? {endpoint: o.endpoint} : {}),
-      requestHandler: {requestTimeout: o.requestTimeoutMs ?? 60_000, connectionTimeout: 10_000},
+      // An idle timeout: a stalled server fails the request (and the SDK retries), a slow transfer that
+      // keeps moving does not. (`requestTimeout` only logs a warning in current SDKs.)
+      requestHandler: {socketTimeout: o.requestTimeoutMs ?? 60_000, connectionTimeout: 10_000},
       // Checksums on every request are not supported by every S3-compatible server; we verify with sha256 ourselves.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
@@ -165,13 +168,47 @@ export class S3Backend implements RepositoryBackend {
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const {offset = 0, length} = options.range ?? {}
-    const range = options.range ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined
-    try {
-      const r = await this.client.send(new GetObjectCommand({Bucket: this.o.bucket, Key: this.key(key), Range: range}), {abortSignal: options.signal})
-      return r.Body as Readable
-    } catch (error) {
-      throw mapError(error, 'read', key)
+    const last = length === undefined ? '' : String(offset + length - 1)
+    const open = async (from: number, ifMatch?: string) => {
+      const range = options.range || from > offset ? `bytes=${from}-${last}` : undefined
+      try {
+        return await this.client.send(new GetObjectCommand({Bucket: this.o.bucket, Key: this.key(key), Range: range, IfMatch: ifMatch}), {abortSignal: options.signal})
+      } catch (error) {
+        if (ifMatch && statusOf(error) === 412) throw new BackendError('other', `read ${key}: the object was replaced while it was being read`, {subject: key, cause: error})
+        throw mapError(error, 'read', key)
+      }
     }
+    const first = await open(offset)
+    const end = first.ContentLength === undefined ? Infinity : offset + first.ContentLength
+    // The SDK retries a request only until its response starts: a connection lost in the middle of
+    // the body would fail the whole read (a restore of a large archive). Resume from the byte reached
+    // with a ranged GET of the same object version (If-Match), a few times, with backoff.
+    return Readable.from(
+      (async function* (): AsyncGenerator<Buffer> {
+        let body = first.Body as Readable
+        let pos = offset
+        for (let resumes = 1; ; resumes++) {
+          let failure: unknown = null
+          try {
+            for await (const c of body) {
+              pos += (c as Buffer).length
+              yield c as Buffer
+            }
+          } catch (error) {
+            failure = error
+          } finally {
+            body.destroy()
+          }
+          if (!failure && (pos >= end || end === Infinity)) return
+          if (options.signal?.aborted) throw options.signal.reason ?? failure
+          if (resumes > 3) {
+            throw failure ? mapError(failure, 'read', key) : new BackendError('transient', `read ${key}: the connection ended at byte ${pos} of ${end}`, {subject: key})
+          }
+          await sleep(100 * 2 ** resumes)
+          body = (await open(pos, first.ETag)).Body as Readable
+        }
+      })(),
+    )
   }
 
   async put(key: string, body: Readable | Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
