@@ -12,21 +12,23 @@ _engram-ops_autocomplete()
 
   local commands="
 autocomplete --refresh-cache
-backup:full --json --verbose --quiet --data-dir --repo --space --compression --label --lock-wait
-backup:incremental --json --verbose --quiet --data-dir --repo --space --compression --label --lock-wait
-backup:list --json --verbose --quiet --repo
-backup:prune --json --verbose --quiet --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-within --min-full --dry-run --yes --lock-wait
-backup:show --json --verbose --quiet --repo
-backup:verify --json --verbose --quiet --repo --latest --all --level
+backup:full --json --verbose --quiet --data-dir --repo --passphrase-file --space --compression --label --lock-wait --part-size --upload-concurrency --storage-class --sse --sse-kms-key-id
+backup:incremental --json --verbose --quiet --data-dir --repo --passphrase-file --space --compression --label --lock-wait --part-size --upload-concurrency --storage-class --sse --sse-kms-key-id
+backup:list --json --verbose --quiet --repo --passphrase-file
+backup:prune --json --verbose --quiet --repo --passphrase-file --keep-last --keep-daily --keep-weekly --keep-monthly --keep-within --min-full --dry-run --yes --lock-wait
+backup:show --json --verbose --quiet --repo --passphrase-file
+backup:verify --json --verbose --quiet --repo --passphrase-file --latest --all --level
 engine:generate --json --verbose --quiet --data-dir --spaces --space --episodes --size --seed --start --window --append --no-fsync
 engine:serve --json --verbose --quiet --data-dir --host --port --pid-file --api-key --truncate-torn
 engine:stats --json --verbose --quiet --data-dir --space
 engine:waldump --json --verbose --quiet --data-dir --space --from --to --type --stats
 help --nested-commands
-repo:info --json --verbose --quiet --repo
-repo:init --json --verbose --quiet --repo --compression
-restore --json --verbose --quiet --repo --to --space --yes --dry-run --latest
-restore:pitr --json --verbose --quiet --repo --to --space --yes --dry-run --target-time --target-seq --target-exclusive
+repo:check --json --verbose --quiet --repo --passphrase-file --min-free --max-skew
+repo:info --json --verbose --quiet --repo --passphrase-file
+repo:init --json --verbose --quiet --repo --passphrase-file --compression --encryption
+repo:key:change --json --verbose --quiet --repo --passphrase-file --new-passphrase-file
+restore --json --verbose --quiet --repo --passphrase-file --to --space --yes --dry-run --latest
+restore:pitr --json --verbose --quiet --repo --passphrase-file --to --space --yes --dry-run --target-time --target-seq --target-exclusive
 "
 
   function __trim_colon_commands()
