@@ -170,7 +170,11 @@ export class FsBackend implements RepositoryBackend {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'delete', path)
       }
     }
-    // Remove directories the deletes emptied (backups/<id>/), up to the root; a non-empty one stays.
+    await this.removeEmptied(dirs)
+  }
+
+  /** Removes directories that deletes or sweeps emptied (backups/<id>/), up to the root; a non-empty one stays. */
+  private async removeEmptied(dirs: Iterable<string>): Promise<void> {
     for (let dir of dirs) {
       while (dir.startsWith(this.root) && dir !== this.root) {
         try {
@@ -195,6 +199,7 @@ export class FsBackend implements RepositoryBackend {
   /** Removes temp files left by crashed puts (older than `olderThanMs`). Returns how many. */
   async sweepTemporaries(olderThanMs: number): Promise<number> {
     let removed = 0
+    const emptied = new Set<string>()
     const walk = async (dir: string): Promise<void> => {
       let entries
       try {
@@ -210,11 +215,14 @@ export class FsBackend implements RepositoryBackend {
           if (st && Date.now() - st.mtimeMs > olderThanMs) {
             await rm(p, {force: true})
             removed++
+            emptied.add(dir)
           }
         }
       }
     }
     await walk(this.root)
+    // A run that crashed while writing its first object leaves backups/<id>/ holding only the temp file.
+    await this.removeEmptied(emptied)
     return removed
   }
 
