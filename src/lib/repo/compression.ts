@@ -96,12 +96,20 @@ export function zstdUnframes(concurrency = 3) {
     const it = source[Symbol.asyncIterator]()
     let buffered: Buffer = Buffer.alloc(0)
     let ended = false
+    // Collect the chunks a frame needs and join them once (joining per chunk copied each frame ~3 times).
     const need = async (n: number): Promise<boolean> => {
-      while (buffered.length < n && !ended) {
+      if (buffered.length >= n) return true
+      const parts = [buffered]
+      let length = buffered.length
+      while (length < n && !ended) {
         const r = await it.next()
         if (r.done) ended = true
-        else buffered = buffered.length === 0 ? r.value : Buffer.concat([buffered, r.value])
+        else {
+          parts.push(r.value)
+          length += r.value.length
+        }
       }
+      buffered = parts.length === 1 ? parts[0] : Buffer.concat(parts, length)
       return buffered.length >= n
     }
     const take = (n: number) => {
