@@ -11,7 +11,6 @@
  * Backups and restores run through the built CLI (dist/); verification and object inspection
  * in-process (src/).
  */
-import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, writeFile} from 'node:fs/promises'
@@ -30,26 +29,10 @@ import {runRestore} from '../../src/lib/restore/restore.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
-function cli(args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
-  delete env.ENGRAM_DATA_DIR
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
-}
+const cli = runCli
 
 const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex')
 const reporter = createReporter({json: true, quiet: true})

@@ -10,7 +10,6 @@
  *      the HTTP API match the restored records.
  * Plus `backup verify --all` exit codes and `backup list` showing the last verification.
  */
-import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {mkdtemp, open, readdir, readFile, rename, rm, truncate, unlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -26,26 +25,10 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
-function cli(args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
-  delete env.ENGRAM_DATA_DIR
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
-}
+const cli = runCli
 
 const reporter = createReporter({json: true, quiet: true})
 const SPACES = ['default', 'tenant-001']

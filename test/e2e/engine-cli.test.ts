@@ -3,7 +3,6 @@
  * golden fixtures and on bad input. Asserts exact output lines, JSON shapes, counts and exit codes
  * (docs/exit-codes.md: 0 ok, 2 usage, 3 damage found, 10 input invalid, 15 not a WAL).
  */
-import {spawn} from 'node:child_process'
 import {existsSync, readFileSync} from 'node:fs'
 import {copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -11,26 +10,10 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {fixturesRoot, type Json, loadExpected, repoRoot, sha256} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
-function cli(args: string[], options: {cwd?: string; env?: Record<string, string>} = {}): Promise<Run> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1', ...options.env}
-  if (!options.env?.ENGRAM_DATA_DIR) delete env.ENGRAM_DATA_DIR
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: options.cwd ?? repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
-}
+const cli = runCli
 
 const lines = (text: string) => text.split('\n').filter((l) => l !== '')
 /** Errors are rendered as `Error: <message> [CODE]` then `Try this: <one next step>`, one unwrapped line each. */

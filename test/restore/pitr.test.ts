@@ -5,7 +5,6 @@
  * targets no backup can reach exit 16 and name the nearest recoverable points (before the first
  * record, after the last snapshot, across a compaction that rewrote timestamps).
  */
-import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {mkdtemp, readdir, readFile, rm, unlink} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -29,6 +28,7 @@ import {type PitrTarget, TargetNotAvailableError} from '../../src/lib/restore/pi
 import {runPitr} from '../../src/lib/restore/restore.js'
 import {silentReporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot, sha256} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -120,26 +120,8 @@ function expectedBase(backups: Manifest[], t: bigint, exclusive: boolean): Manif
   return backups.find((m) => BigInt(m.snapshotNs) >= effective)!
 }
 
-interface Cli {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
-function cli(args: string[]): Promise<Cli> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
-  delete env.ENGRAM_DATA_DIR
-  delete env.ENGRAM_OPS_REPO
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
-}
+const cli = runCli
 
 let tmp: string
 let restoreCounter = 0

@@ -3,7 +3,6 @@
  * default, `--yes` deletes exactly the planned backups (manifest first) and the objects of failed
  * backups, a second run deletes nothing, and it is safe beside a backup (it waits for the lock).
  */
-import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {mkdtemp, readdir, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -29,6 +28,7 @@ import {runPrune} from '../../src/lib/retention/prune.js'
 import type {RetentionPolicy} from '../../src/lib/retention/policy.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
 const NONE: RetentionPolicy = {keepLast: 0, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepWithinMs: 0, minFull: 0}
 /** Newest backup of the last day (with its chain), and the two newest fulls. */
@@ -152,19 +152,7 @@ async function build(): Promise<Built> {
 
 const objectsOf = (files: string[], id: string) => files.filter((f) => f.startsWith(`backups/${id}/`))
 
-function cli(args: string[]): Promise<{code: number | null; stdout: string; stderr: string}> {
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
-  delete env.ENGRAM_OPS_REPO
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
-  })
-}
+const cli = runCli
 
 describe('runPrune on a real repository', () => {
   it('plans by default and changes nothing; --yes deletes exactly the plan, manifest first, and failed backups; a second run deletes nothing; chains and min-full', async () => {

@@ -7,8 +7,7 @@
 import {readdir, readlink, realpath} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
-import {discoverSpaces, isWalFileName, listWalFiles, type SpaceDir} from '../engine/layout.js'
-import {UsageError} from '../errors.js'
+import {discoverSpaces, isWalFileName, listWalFiles, selectSpaces, type SpaceDir} from '../engine/layout.js'
 
 export interface WalSource {
   space: string
@@ -65,15 +64,7 @@ export async function findUnlinkedWalFiles(root: string): Promise<Array<{space: 
 
 export async function collectSources(root: string, only: string[]): Promise<SourceSet> {
   const d = await discoverSpaces(root)
-  const unknown = only.filter((s) => !d.spaces.some((sp) => sp.id === s))
-  if (unknown.length > 0) {
-    throw new UsageError(`no memory space ${unknown.map((s) => JSON.stringify(s)).join(', ')} in ${root}`, {
-      code: 'SPACE_NOT_FOUND',
-      subject: root,
-      suggestion: `Run \`engram-ops engine stats ${root}\` to list the spaces it holds.`,
-    })
-  }
-  const spaces = d.spaces.filter((s) => only.length === 0 || only.includes(s.id))
+  const spaces = selectSpaces(d, only)
   const files = new Map<string, WalSource[]>()
   for (const sp of spaces) {
     files.set(

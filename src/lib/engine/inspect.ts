@@ -5,9 +5,9 @@
 import {stat} from 'node:fs/promises'
 import {basename, dirname, resolve} from 'node:path'
 
-import {IntegrityError, UsageError, fsError} from '../errors.js'
+import {IntegrityError, fsError} from '../errors.js'
 import {decodePayloadMeta} from './decode.js'
-import {discoverSpaces, isWalFileName, listWalFiles, type SkippedEntry} from './layout.js'
+import {discoverSpaces, isWalFileName, listWalFiles, selectSpaces, type SkippedEntry} from './layout.js'
 import {type FileEnd, WalFileReader} from './reader.js'
 import {entryTypeName, type RecordHeader} from './record.js'
 import {type Damage, replaySpace, type ReplayCounters} from './replay.js'
@@ -44,17 +44,8 @@ export async function resolveDumpTarget(target: string, spaces: string[] = []): 
     return {kind: 'wal-dir', path, sources: direct.map((f) => ({space, file: f.name, path: f.path})), skipped: []}
   }
   const d = await discoverSpaces(path)
-  const unknown = spaces.filter((s) => !d.spaces.some((sp) => sp.id === s))
-  if (unknown.length > 0) {
-    throw new UsageError(`no memory space ${unknown.map((s) => JSON.stringify(s)).join(', ')} in ${path}`, {
-      code: 'SPACE_NOT_FOUND',
-      subject: path,
-      suggestion: `Run \`engram-ops engine stats ${target}\` to list the spaces it holds.`,
-    })
-  }
   const sources: DumpSource[] = []
-  for (const sp of d.spaces) {
-    if (spaces.length > 0 && !spaces.includes(sp.id)) continue
+  for (const sp of selectSpaces(d, spaces)) {
     for (const f of await listWalFiles(sp.walDir)) sources.push({space: sp.id, file: f.name, path: f.path})
   }
   return {kind: 'data-dir', path, sources, skipped: d.skipped}
@@ -212,17 +203,8 @@ export interface DataDirStats {
 export async function collectStats(root: string, only: string[] = [], signal?: AbortSignal): Promise<DataDirStats> {
   const path = resolve(root)
   const d = await discoverSpaces(path)
-  const unknown = only.filter((s) => !d.spaces.some((sp) => sp.id === s))
-  if (unknown.length > 0) {
-    throw new UsageError(`no memory space ${unknown.map((s) => JSON.stringify(s)).join(', ')} in ${path}`, {
-      code: 'SPACE_NOT_FOUND',
-      subject: path,
-      suggestion: `Run \`engram-ops engine stats ${root}\` without --space to list the spaces it holds.`,
-    })
-  }
   const spaces: SpaceStats[] = []
-  for (const sp of d.spaces) {
-    if (only.length > 0 && !only.includes(sp.id)) continue
+  for (const sp of selectSpaces(d, only)) {
     const r = await replaySpace(sp, {signal})
     const byType: Record<string, number> = {}
     let first: bigint | null = null

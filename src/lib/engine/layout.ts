@@ -5,7 +5,7 @@
 import {readdir, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {EngineError, fsError} from '../errors.js'
+import {EngineError, fsError, UsageError} from '../errors.js'
 
 export const SPACE_ID_PATTERN = /^[a-z0-9_-]{3,64}$/
 export const SPACE_SUBDIRS = ['wal', 'hot', 'warm', 'cold'] as const
@@ -115,4 +115,17 @@ export async function listWalFiles(walDir: string): Promise<WalFileEntry[]> {
     }
   }
   return files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+}
+
+/** The discovered spaces named in `only` (all when empty); an unknown name is a usage error (exit 2). */
+export function selectSpaces(d: Discovery, only: readonly string[]): SpaceDir[] {
+  const unknown = only.filter((s) => !d.spaces.some((sp) => sp.id === s))
+  if (unknown.length > 0) {
+    throw new UsageError(`no memory space ${unknown.map((s) => JSON.stringify(s)).join(', ')} in ${d.root}`, {
+      code: 'SPACE_NOT_FOUND',
+      subject: d.root,
+      suggestion: `Run \`engram-ops engine stats ${d.root}\` to list the spaces it holds.`,
+    })
+  }
+  return d.spaces.filter((s) => only.length === 0 || only.includes(s.id))
 }

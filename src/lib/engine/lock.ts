@@ -8,6 +8,7 @@ import {hostname} from 'node:os'
 import {join} from 'node:path'
 
 import {fsError, LockedError} from '../errors.js'
+import {processAlive} from '../process.js'
 
 export const LOCK_FILE = '.engram-ops.lock'
 
@@ -26,14 +27,6 @@ export interface DataDirLock {
   release(): Promise<void>
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 export async function acquireDataDirLock(root: string, command: string): Promise<DataDirLock> {
   const path = join(root, LOCK_FILE)

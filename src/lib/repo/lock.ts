@@ -9,6 +9,7 @@ import {hostname} from 'node:os'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {LockedError} from '../errors.js'
+import {processAlive} from '../process.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
 import {LOCK_KEY} from './layout.js'
 
@@ -42,14 +43,6 @@ export interface LockOptions {
   onWait?: (holder: LeaseOwner) => void
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 async function readLease(backend: RepositoryBackend): Promise<Lease | null> {
   try {
@@ -80,7 +73,7 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
     const held = await readLease(backend)
     if (!held) continue // released between our put and read
     const expired = Date.parse(held.expiresAt) < Date.now()
-    const dead = held.owner.host === owner.host && held.owner.pid > 0 && !alive(held.owner.pid)
+    const dead = held.owner.host === owner.host && held.owner.pid > 0 && !processAlive(held.owner.pid)
     if (expired || dead) {
       broken.push(held.owner)
       await backend.delete([LOCK_KEY])
