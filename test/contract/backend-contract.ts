@@ -28,6 +28,12 @@ export interface ContractOptions {
    * answer it with wrong bytes.
    */
   rangedReads?: boolean
+  /**
+   * Whether the *server* replaces an object atomically when several PUTs of one key race (default
+   * true: AWS S3, MinIO and Ceph do, and so do our filesystem and memory backends). s3rver 3.7 writes
+   * an object's file in place, so racing PUTs can interleave there: a test-server limit, not ours.
+   */
+  atomicConcurrentPuts?: boolean
 }
 
 const MiB = 1024 * 1024
@@ -337,7 +343,7 @@ export function describeBackendContract(name: string, makeBackend: BackendFactor
       expect(await keysOf(b, 'o/')).toEqual(['o/obj'])
     })
 
-    it('concurrent overwrites of one key leave exactly one of the bodies, whole', async () => {
+    it.skipIf(options.atomicConcurrentPuts === false)('concurrent overwrites of one key leave exactly one of the bodies, whole', async () => {
       const b = await fresh()
       const bodies = [0, 1, 2, 3].map((i) => pseudoRandomBytes(200_000 + i * 1000, 10 + i))
       await Promise.all(bodies.map((d) => b.put('c/obj', chunked(d, 50_000))))
