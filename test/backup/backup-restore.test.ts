@@ -3,14 +3,13 @@
  * an FsBackend, against data written by the engine's generator and writer. Archives are read back with
  * the real `zstd` and `tar` binaries, never with the code under test.
  */
-import {type ChildProcess, execFile, execFileSync, spawn} from 'node:child_process'
+import {type ChildProcess, execFileSync, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {cp, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, relative} from 'node:path'
 import {createInterface} from 'node:readline'
-import {promisify} from 'node:util'
 
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 
@@ -30,13 +29,13 @@ import {type RestoreOptions, type RestoreResult, runRestore} from '../../src/lib
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
 const BIN = join(repoRoot, 'bin', 'run.js')
 const SEC = 1_000_000_000n
 const HOUR = 3600n * SEC
 const T0 = 1_795_000_000n * SEC
 const ZSTD: Compression = {codec: 'zstd', level: 3}
-const execFileAsync = promisify(execFile)
 
 // ------------------------------------------------------------------ helpers
 
@@ -180,21 +179,7 @@ async function compact(walDir: string, oldName: string, newName: string, nowNs: 
   if (newName !== oldName) await rm(old)
 }
 
-interface CliResult {
-  code: number
-  stdout: string
-  stderr: string
-}
-async function cli(args: string[]): Promise<CliResult> {
-  try {
-    const {stdout, stderr} = await execFileAsync(process.execPath, [BIN, ...args], {cwd: repoRoot, env: {...process.env, CI: '1'}, maxBuffer: 64 << 20})
-    return {code: 0, stdout, stderr}
-  } catch (error) {
-    const e = error as {code?: number; stdout?: string; stderr?: string}
-    if (typeof e.code !== 'number') throw error
-    return {code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? ''}
-  }
-}
+const cli = runCli
 
 // ------------------------------------------------------------------ tests
 

@@ -11,9 +11,9 @@
  * Plus `backup verify --all` exit codes and `backup list` showing the last verification.
  */
 import {existsSync} from 'node:fs'
-import {mkdtemp, open, readdir, readFile, rename, rm, truncate, unlink, writeFile} from 'node:fs/promises'
+import {mkdtemp, open, readFile, rename, rm, truncate, unlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {join, relative, sep} from 'node:path'
+import {join} from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {AdminClient} from '../../src/lib/admin/client.js'
@@ -25,6 +25,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {filesUnder} from '../support/files.js'
 import {runCli} from '../support/cli.js'
 
 
@@ -43,18 +44,6 @@ let incr: string
 /** Every object of the repository as it was after the backups, restored after each test. */
 const pristine = new Map<string, Buffer>()
 
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = []
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, {withFileTypes: true})) {
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else out.push(relative(dir, p).split(sep).join('/'))
-    }
-  }
-  await walk(dir)
-  return out.sort()
-}
 
 /** A repository whose backend records every object it reads. */
 async function countingRepo(): Promise<{repo: Repository; reads: string[]}> {

@@ -2,12 +2,10 @@
  * The backup main path as a user runs it: the BUILT CLI (bin/run.js over dist/) in child processes,
  * from `engine generate` to a point-in-time restore, checked against the data directory's own records.
  */
-import {execFile} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {mkdtemp, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {promisify} from 'node:util'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -15,27 +13,11 @@ import {formatRfc3339} from '../../src/lib/engine/datetime.js'
 import {listWalFiles} from '../../src/lib/engine/layout.js'
 import {WalFileReader} from '../../src/lib/engine/reader.js'
 import {repoRoot} from '../support/fixtures.js'
+import {runCli} from '../support/cli.js'
 
-const BIN = join(repoRoot, 'bin', 'run.js')
 const MS = 1_000_000n
-const execFileAsync = promisify(execFile)
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-async function run(args: string[]): Promise<Run> {
-  try {
-    const {stdout, stderr} = await execFileAsync(process.execPath, [BIN, ...args], {cwd: repoRoot, env: {...process.env, CI: '1'}, maxBuffer: 64 << 20})
-    return {code: 0, stdout, stderr}
-  } catch (error) {
-    const e = error as {code?: number; stdout?: string; stderr?: string}
-    if (typeof e.code !== 'number') throw error
-    return {code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? ''}
-  }
-}
+const run = runCli
 
 /** Runs with --json and expects `code`; returns the parsed stdout. */
 async function json(args: string[], code = 0): Promise<any> {

@@ -15,7 +15,7 @@ import {type ChildProcess, spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
 import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {join, relative, sep} from 'node:path'
+import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {generateData} from '../../src/lib/engine/generate.js'
@@ -24,6 +24,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {filesUnder} from '../support/files.js'
 
 interface Run {
   code: number | null
@@ -59,19 +60,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** stderr with oclif's line wrapping undone. */
 const unwrap = (text: string) => text.replace(/\s+›?\s*/g, ' ')
 
-/** Every file under `dir`, as '/'-separated paths relative to it, sorted. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = []
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, {withFileTypes: true})) {
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else out.push(relative(dir, p).split(sep).join('/'))
-    }
-  }
-  await walk(dir)
-  return out.sort()
-}
 
 interface ListRow {
   id: string

@@ -4,9 +4,9 @@
  * backups, a second run deletes nothing, and it is safe beside a backup (it waits for the lock).
  */
 import {existsSync} from 'node:fs'
-import {mkdtemp, readdir, rm} from 'node:fs/promises'
+import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
-import {join, relative, sep} from 'node:path'
+import {join} from 'node:path'
 import type {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -28,6 +28,7 @@ import {runPrune} from '../../src/lib/retention/prune.js'
 import type {RetentionPolicy} from '../../src/lib/retention/policy.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
+import {filesUnder} from '../support/files.js'
 import {runCli} from '../support/cli.js'
 
 const NONE: RetentionPolicy = {keepLast: 0, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepWithinMs: 0, minFull: 0}
@@ -64,19 +65,6 @@ class RecordingFs extends FsBackend {
   }
 }
 
-/** Every file under `dir` (relative, '/'-separated), sorted. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = []
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, {withFileTypes: true})) {
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else out.push(relative(dir, p).split(sep).join('/'))
-    }
-  }
-  await walk(dir)
-  return out.sort()
-}
 
 const rng = new Prng(4242)
 let seq = 0
