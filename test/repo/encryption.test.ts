@@ -25,6 +25,7 @@ import {S3Backend} from '../../src/lib/repo/backends/s3.js'
 import {type EncryptionConfig, unwrapKey} from '../../src/lib/repo/crypto.js'
 import {REPO_CONFIG_KEY} from '../../src/lib/repo/layout.js'
 import {type CliRun, runCli, type S3rverHandle, startS3rver} from '../support/s3.js'
+import {fileContents} from '../support/files.js'
 
 const MS = 1_000_000n
 const PASS = `pass ${randomBytes(9).toString('hex')} phrase`
@@ -50,18 +51,7 @@ async function json(args: string[], env: {pass?: string; newPass?: string}, code
   return JSON.parse(r.stdout)
 }
 
-async function files(dir: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>()
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, {withFileTypes: true})) {
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else out.set(relative(dir, p), await readFile(p))
-    }
-  }
-  await walk(dir)
-  return out
-}
+const files = fileContents
 const digest = (m: Map<string, Buffer>) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, sha(v)]))
 
 /** Every object of a repository, raw (as stored, not decrypted). */

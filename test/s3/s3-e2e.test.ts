@@ -19,25 +19,14 @@ import {WalFileReader} from '../../src/lib/engine/reader.js'
 import {S3Backend} from '../../src/lib/repo/backends/s3.js'
 import {Repository} from '../../src/lib/repo/repository.js'
 import {runCli, type S3rverHandle, startS3rver} from '../support/s3.js'
+import {fileContents} from '../support/files.js'
 
 const MS = 1_000_000n
 const MiB = 1024 * 1024
 const PART = 5 * MiB
 const nowNs = () => BigInt(Date.now()) * MS
 
-/** Every file under `dir` (not directories), relative path → bytes. */
-async function files(dir: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>()
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, {withFileTypes: true})) {
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else out.set(relative(dir, p), await readFile(p))
-    }
-  }
-  await walk(dir)
-  return out
-}
+const files = fileContents
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 const digest = (m: Map<string, Buffer>) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, `${v.length}:${sha(v)}`]))

@@ -1,8 +1,9 @@
 /**
  * Runs the built CLI (bin/run.js) as a user would and collects its output. Asynchronous on purpose:
  * a test that runs a server in-process (s3rver, engine serve) must not block its event loop.
- * The child inherits the environment with NO_COLOR and CI set and without ENGRAM_DATA_DIR and
- * ENGRAM_OPS_REPO (so a developer's shell cannot leak into a test), unless `env` gives them.
+ * The child inherits the environment with NO_COLOR and CI set and without ENGRAM_DATA_DIR,
+ * ENGRAM_OPS_REPO and the passphrase variables (so a developer's shell cannot leak into a test),
+ * unless `env` gives them; an `env` value of undefined removes a variable.
  */
 import {spawn} from 'node:child_process'
 import {join} from 'node:path'
@@ -11,27 +12,41 @@ import {repoRoot} from './fixtures.js'
 
 export interface CliRun {
   code: number | null
+  signal: NodeJS.Signals | null
   stdout: string
   stderr: string
+  ms: number
 }
 
 export interface CliOptions {
   cwd?: string
   env?: Record<string, string | undefined>
+  /** Kill the CLI (SIGKILL) after this long; default 90 s. */
+  timeoutMs?: number
+  /** Written to its standard input (closed in any case: the CLI must never wait for a person). */
+  input?: string
 }
 
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliRun> {
+  const started = Date.now()
   const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
-  delete env.ENGRAM_DATA_DIR
-  delete env.ENGRAM_OPS_REPO
-  Object.assign(env, options.env)
+  for (const k of ['ENGRAM_DATA_DIR', 'ENGRAM_OPS_REPO', 'ENGRAM_OPS_PASSPHRASE', 'ENGRAM_OPS_NEW_PASSPHRASE']) delete env[k]
+  for (const [k, v] of Object.entries(options.env ?? {})) {
+    if (v === undefined) delete env[k]
+    else env[k] = v
+  }
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: options.cwd ?? repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d))
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: options.cwd ?? repoRoot, env, stdio: ['pipe', 'pipe', 'pipe']})
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (c: Buffer) => out.push(c))
+    child.stderr.on('data', (c: Buffer) => err.push(c))
+    child.stdin.end(options.input ?? '')
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 90_000)
     child.on('error', reject)
-    child.on('close', (code) => resolve({code, stdout, stderr}))
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started})
+    })
   })
 }

@@ -1,4 +1,4 @@
-import {readdir} from 'node:fs/promises'
+import {readdir, readFile} from 'node:fs/promises'
 import {join, relative, sep} from 'node:path'
 
 /** Every file under `dir`, as '/'-separated paths relative to it, sorted. */
@@ -13,4 +13,11 @@ export async function filesUnder(dir: string): Promise<string[]> {
   }
   await walk(dir)
   return out.sort()
+}
+
+/** Every file under `dir`: relative path → its bytes. */
+export async function fileContents(dir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>()
+  for (const f of await filesUnder(dir)) out.set(f, await readFile(join(dir, ...f.split('/'))))
+  return out
 }

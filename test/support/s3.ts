@@ -15,7 +15,6 @@
  * Tests that run the CLI against either MUST spawn it asynchronously (spawn/execFile): s3rver runs on
  * the test's own event loop, so spawnSync would deadlock.
  */
-import {spawn} from 'node:child_process'
 import {mkdtemp, readdir, readFile, rm, stat} from 'node:fs/promises'
 import {createServer, request as httpRequest, type IncomingMessage, type ServerResponse} from 'node:http'
 import type {Socket} from 'node:net'
@@ -25,9 +24,10 @@ import {join} from 'node:path'
 // @ts-ignore -- s3rver ships no type declarations (it is used only as below)
 import S3rver from 's3rver'
 
-import {repoRoot} from './fixtures.js'
+import {type CliOptions, type CliRun, runCli as runBuiltCli} from './cli.js'
 
-export const BIN = join(repoRoot, 'bin', 'run.js')
+export type {CliRun}
+
 
 /** Credentials s3rver accepts; the AWS SDK's default provider chain reads them from the environment. */
 export const S3_ENV = {
@@ -44,37 +44,13 @@ export function useS3Credentials(): void {
   delete process.env.AWS_SESSION_TOKEN
 }
 
-export interface CliRun {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  ms: number
-}
-
 /**
  * Runs the BUILT CLI (bin/run.js over dist/) asynchronously, with the s3rver credentials in its
  * environment, so an in-process s3rver keeps serving while it runs. Killed after `timeoutMs`.
  */
-export function runCli(args: string[], o: {env?: Record<string, string | undefined>; timeoutMs?: number; input?: string} = {}): Promise<CliRun> {
-  const started = Date.now()
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = {}
-    const base: Record<string, string | undefined> = {...process.env, ENGRAM_DATA_DIR: undefined, ENGRAM_OPS_REPO: undefined, ENGRAM_OPS_PASSPHRASE: undefined, ENGRAM_OPS_NEW_PASSPHRASE: undefined}
-    for (const [k, v] of Object.entries({...base, ...S3_ENV, CI: '1', NO_COLOR: '1', ...o.env})) if (v !== undefined) env[k] = v
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: repoRoot, env, stdio: ['pipe', 'pipe', 'pipe']})
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (c: Buffer) => out.push(c))
-    child.stderr.on('data', (c: Buffer) => err.push(c))
-    child.stdin.end(o.input ?? '')
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 90_000)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started})
-    })
-  })
+/** The CLI with the s3rver credentials in its environment (see test/support/cli.ts). */
+export function runCli(args: string[], o: CliOptions = {}): Promise<CliRun> {
+  return runBuiltCli(args, {...o, env: {...S3_ENV, ...o.env}})
 }
 
 /** stderr with oclif's line wrapping (and its "›" continuation marks) undone. */
