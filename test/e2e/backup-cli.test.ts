@@ -72,7 +72,7 @@ describe('backup main path (built CLI), step by step', {timeout: 180_000}, () =>
     expect(gen1).toMatchObject({episodes: 300, spaces: [{space: 'default', episodes: 150}, {space: 'tenant-001', episodes: 150}]})
 
     const init = await json(['repo', 'init', '--repo', repo])
-    expect(init).toMatchObject({repo: `file://${repo}`, config: {format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 3}}})
+    expect(init).toMatchObject({repo: `file://${repo}`, config: {format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 1}}})
 
     full = await json(['backup', 'full', '--data-dir', data, '--repo', repo])
     expect(full).toMatchObject({type: 'full', requestedType: 'full', parent: null, note: null, totals: {files: 2, records: 300, unlinkedFiles: 0}})

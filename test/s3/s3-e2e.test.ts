@@ -92,7 +92,7 @@ describe('S3 end to end through the built CLI (s3rver, partSize=5MiB)', {timeout
   it('repo init, then backup full: the big archive goes multipart, the small one is one PUT, no temporary file', async () => {
     const init = await json(['repo', 'init', '--repo', url])
     expect(init.repo).toBe(`s3://bk/e2e/repo/?endpoint=${s3.endpoint}&region=us-east-1`)
-    expect(init.config).toMatchObject({format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 3}})
+    expect(init.config).toMatchObject({format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 1}})
     expect(init.config.encryption).toBeUndefined()
 
     s3.resetCounts()

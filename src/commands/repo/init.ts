@@ -15,7 +15,7 @@ export default class RepoInit extends OpsCommand {
   ]
   static override flags = {
     ...repoFlags,
-    compression: Flags.string({summary: 'Default compression of backups: zstd, zstd:LEVEL (1-19) or none.', default: 'zstd:3'}),
+    compression: Flags.string({summary: 'Default compression of backups: zstd, zstd:LEVEL (1-19) or none.', default: 'zstd:1'}),
     encryption: Flags.boolean({summary: 'Encrypt every backup object (AES-256-GCM) with a key wrapped by the passphrase ($ENGRAM_OPS_PASSPHRASE or --passphrase-file).'}),
   }
 

@@ -5,13 +5,13 @@
  */
 import {createHash} from 'node:crypto'
 import type {FileHandle} from 'node:fs/promises'
-import {PassThrough, Readable} from 'node:stream'
+import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {Header} from 'tar'
 
 import type {RepositoryBackend} from '../repo/backend.js'
-import {type Compression, zstdFrames} from '../repo/compression.js'
+import {type Compression, compressFrame, FRAME_CONCURRENCY, FRAME_SIZE} from '../repo/compression.js'
 
 export interface ArchiveEntry {
   path: string
@@ -19,12 +19,9 @@ export interface ArchiveEntry {
   offset: number
   length: number
   mtime: Date
-  /** Filled while streaming: sha256 of the entry's bytes. */
-  sha256?: string
 }
 
 const BLOCK = 512
-const CHUNK = 1024 * 1024
 
 export function tarHeader(path: string, size: number, mtime: Date, mode = 0o600): Buffer {
   const h = new Header({path, mode, size, mtime, type: 'File', uid: 0, gid: 0, uname: '', gname: ''})
@@ -34,28 +31,111 @@ export function tarHeader(path: string, size: number, mtime: Date, mode = 0o600)
   return buf
 }
 
-async function* tarStream(entries: ArchiveEntry[], onBytes: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+/** A piece of the tar stream in a pooled buffer; `release` hands the buffer back once it is consumed. */
+interface Frame {
+  data: Buffer
+  release: () => void
+}
+
+/**
+ * A fixed set of frame-sized buffers, reused for the whole archive. Allocating a fresh buffer per
+ * chunk cost more than the hashing (page faults, garbage collection, joining chunks into frames).
+ */
+class FramePool {
+  private readonly free: Buffer[] = []
+  private readonly waiting: Array<(b: Buffer) => void> = []
+
+  constructor(size: number, count: number) {
+    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(size))
+  }
+
+  acquire(): Promise<Buffer> {
+    const b = this.free.pop()
+    return b ? Promise.resolve(b) : new Promise((resolve) => this.waiting.push(resolve))
+  }
+
+  release(b: Buffer): void {
+    const next = this.waiting.shift()
+    if (next) next(b)
+    else this.free.push(b)
+  }
+}
+
+/**
+ * The tar stream of `entries`, cut into frames of the pool's buffer size: file bytes are read straight
+ * into the frame that will be compressed (no intermediate chunk). Their hash was taken by the scan.
+ */
+async function* tarFrames(entries: ArchiveEntry[], pool: FramePool, frameSize: number, onBytes: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Frame> {
+  let frame = await pool.acquire()
+  let used = 0
+  const emit = (): Frame => {
+    const b = frame
+    return {data: b.subarray(0, used), release: () => pool.release(b)}
+  }
+  // Zero bytes (padding, the end-of-archive blocks); returns frames that filled up.
+  async function* zeros(n: number): AsyncGenerator<Frame> {
+    while (n > 0) {
+      const k = Math.min(n, frameSize - used)
+      frame.fill(0, used, used + k)
+      used += k
+      n -= k
+      if (used === frameSize) {
+        yield emit()
+        frame = await pool.acquire()
+        used = 0
+      }
+    }
+  }
   for (const e of entries) {
-    yield tarHeader(e.path, e.length, e.mtime)
-    const hash = createHash('sha256')
+    // `used` is a multiple of 512 between entries and the frame size is too: a header never straddles.
+    tarHeader(e.path, e.length, e.mtime).copy(frame, used)
+    used += BLOCK
+    if (used === frameSize) {
+      yield emit()
+      frame = await pool.acquire()
+      used = 0
+    }
     let done = 0
     while (done < e.length) {
       signal?.throwIfAborted()
-      // A fresh buffer per chunk: downstream stages may still hold the previous one.
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, e.length - done))
-      const {bytesRead} = await e.handle.read(buf, 0, buf.length, e.offset + done)
+      const want = Math.min(frameSize - used, e.length - done)
+      const {bytesRead} = await e.handle.read(frame, used, want, e.offset + done)
       if (bytesRead === 0) throw new Error(`${e.path}: file ended at ${e.offset + done}, expected ${e.offset + e.length}`)
-      const chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)
-      hash.update(chunk)
+      used += bytesRead
       done += bytesRead
       onBytes(bytesRead)
-      yield chunk
+      if (used === frameSize) {
+        yield emit()
+        frame = await pool.acquire()
+        used = 0
+      }
     }
-    e.sha256 = hash.digest('hex')
-    const pad = (BLOCK - (e.length % BLOCK)) % BLOCK
-    if (pad) yield Buffer.alloc(pad)
+    yield* zeros((BLOCK - (e.length % BLOCK)) % BLOCK)
   }
-  yield Buffer.alloc(BLOCK * 2)
+  yield* zeros(BLOCK * 2)
+  if (used > 0) yield emit()
+  else pool.release(frame)
+}
+
+function compressStage(level: number, concurrency: number) {
+  return async function* (frames: AsyncIterable<Frame>): AsyncGenerator<Buffer> {
+    const pending: Array<Promise<Buffer[]>> = []
+    for await (const f of frames) {
+      const p = compressFrame(f.data, level).finally(f.release)
+      // It may reject while an older frame is awaited: handled when its turn comes, never unhandled.
+      p.catch(() => {})
+      pending.push(p)
+      if (pending.length >= concurrency) yield* await pending.shift()!
+    }
+    while (pending.length > 0) yield* await pending.shift()!
+  }
+}
+
+async function* copyStage(frames: AsyncIterable<Frame>): AsyncGenerator<Buffer> {
+  for await (const f of frames) {
+    yield Buffer.from(f.data)
+    f.release()
+  }
 }
 
 export interface WrittenArchive {
@@ -80,24 +160,23 @@ export async function writeArchive(
   const abort = new AbortController()
   const onAbort = () => abort.abort(signal?.reason)
   signal?.addEventListener('abort', onAbort, {once: true})
-  const stages: Array<(src: AsyncIterable<Buffer>) => AsyncIterable<Buffer>> = [
-    async function* count(src) {
-      for await (const c of src) {
-        uncompressedSize += c.length
-        yield c
-      }
-    },
-  ]
-  if (compression.codec === 'zstd') stages.push(zstdFrames(compression.level))
-  stages.push(async function* hashOut(src) {
+  const pool = new FramePool(FRAME_SIZE, FRAME_CONCURRENCY + 1)
+  async function* counted(frames: AsyncIterable<Frame>) {
+    for await (const f of frames) {
+      uncompressedSize += f.data.length
+      yield f
+    }
+  }
+  async function* hashOut(src: AsyncIterable<Buffer>) {
     for await (const c of src) {
       hash.update(c)
       size += c.length
       yield c
     }
-  })
+  }
+  const pack = compression.codec === 'zstd' ? compressStage(compression.level, FRAME_CONCURRENCY) : copyStage
   try {
-    const produce = pipeline(Readable.from(tarStream(entries, onBytes, abort.signal)), ...(stages as [typeof stages[0]]), body, {signal: abort.signal})
+    const produce = pipeline(counted(tarFrames(entries, pool, FRAME_SIZE, onBytes, abort.signal)), pack, hashOut, body, {signal: abort.signal})
     const consume = backend.put(key, body, {signal: abort.signal}).catch((error) => {
       abort.abort(error)
       throw error

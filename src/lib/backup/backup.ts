@@ -23,7 +23,8 @@ import {backupId, type FileCapture, type Manifest, sealManifest, type SpaceCaptu
 import type {Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
 import {type ArchiveEntry, writeArchive} from './archive.js'
-import {captureRecord, hashRange, headLength, type OpenSource, type Sample, scanCapture} from './capture.js'
+import {type CaptureScan, captureRecord, hashRange, headLength, type OpenSource, type Sample} from './capture.js'
+import {ScanWorker} from './scan-client.js'
 import {collectSources} from './sources.js'
 import {VERSION} from '../version.js'
 
@@ -140,6 +141,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   for (const b of lock.broken) o.reporter.warn(`broke a stale repository lock held by ${b.command} (pid ${b.pid} on ${b.host}, since ${b.startedAt})`)
   const written: string[] = []
   const handles: OpenSource[] = []
+  let prepared: Promise<unknown> | null = null
+  const scanner = new ScanWorker()
   try {
     const cleanedUp = await cleanupIncomplete(o.repo)
     for (const id of cleanedUp) o.reporter.warn(`removed the objects of incomplete backup ${id} (a run that did not finish)`)
@@ -175,15 +178,18 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     let rewriteTimeNs: bigint | null = null
     const compactionSpaces: string[] = []
     let done = 0
-    for (const sp of sources.spaces) {
-      o.signal?.throwIfAborted()
-      const opened = await openSources(sp.id, sources.files.get(sp.id) ?? [])
+    type Capture = {src: OpenSource; scan: CaptureScan; entry: ArchiveEntry}
+    // Pass 1 of a space (open, compare with the parent, scan). Runs while the previous space's
+    // archive is compressed, so the CRC scan uses the time the main thread would spend waiting.
+    const prepare = async (spaceId: string) => {
+      const opened = await openSources(spaceId, sources.files.get(spaceId) ?? [])
       handles.push(...opened)
-      const state = chainFileState(parentChain, sp.id)
-      const captures: Array<{src: OpenSource; scan: Awaited<ReturnType<typeof scanCapture>>; entry: ArchiveEntry}> = []
+      const state = chainFileState(parentChain, spaceId)
+      const captures: Capture[] = []
       const rewritten: string[] = []
       const samples: Sample[] = []
       const seen = {n: 0}
+      const spaceDamage: BackupResult['damage'] = []
       for (const src of opened) {
         let start = 0
         const prev = state.get(src.name)
@@ -195,13 +201,27 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           if (same) start = prev.end
           else rewritten.push(src.name)
         }
-        const scan = await scanCapture(src, start, samples, 8, seen, o.signal)
-        for (const d of scan.damage) damage.push({space: sp.id, file: src.name, ...d})
+        const scan = await scanner.scan(src, start, samples, 8, seen, o.signal)
+        for (const d of scan.damage) spaceDamage.push({space: spaceId, file: src.name, ...d})
         if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
-        if (src.source === 'unlinked') unlinked.push({space: sp.id, name: src.name, pid: src.pid})
-        const entry = start === 0 ? `${sp.id}/wal/${src.name}` : `${sp.id}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
+        const entry = start === 0 ? `${spaceId}/wal/${src.name}` : `${spaceId}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
         captures.push({src, scan, entry: {path: entry, handle: src.handle, offset: start, length: scan.cut - start, mtime: src.mtime}})
       }
+      return {opened, state, captures, rewritten, samples, spaceDamage}
+    }
+    const order = sources.spaces.map((sp) => sp.id)
+    let next = order.length > 0 ? prepare(order[0]) : null
+    prepared = next
+    next?.catch(() => {})
+    for (let i = 0; i < order.length; i++) {
+      o.signal?.throwIfAborted()
+      const sp = {id: order[i]}
+      const {opened, state, captures, rewritten, samples, spaceDamage} = await next!
+      prepared = next = i + 1 < order.length ? prepare(order[i + 1]) : null
+      // Awaited in turn (or in `finally`): a failure is never unhandled.
+      next?.catch(() => {})
+      damage.push(...spaceDamage)
+      for (const c of captures) if (c.src.source === 'unlinked') unlinked.push({space: sp.id, name: c.src.name, pid: c.src.pid})
       const present = new Set(opened.map((s) => s.name))
       const gone = [...state.keys()].filter((n) => !present.has(n))
       if (gone.length > 0 || rewritten.length > 0) {
@@ -232,12 +252,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
         o.reporter.info(`  ${sp.id}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
       }
-      const files: FileCapture[] = []
-      for (const c of captures) {
-        const head = await hashRange(c.src.handle, 0, headLength(c.scan.cut))
-        const tail = await hashRange(c.src.handle, c.scan.tailOffset, c.scan.cut - c.scan.tailOffset)
-        files.push(captureRecord(c.src, c.scan, c.entry.path, c.entry.sha256!, head, tail))
-      }
+      const files = captures.map((c) => captureRecord(c.src, c.scan, c.entry.path))
       spaces.push({space: sp.id, archive, files, gone, rewritten, memories: null, samples})
     }
 
@@ -300,6 +315,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await o.repo.backend.delete(written).catch(() => {})
     throw error
   } finally {
+    await prepared?.catch(() => {}) // it may still be opening files: let it finish before closing them
+    await scanner.close() // before the descriptors it reads are closed
     for (const h of handles) await h.handle.close().catch(() => {})
     await lock.release().catch(() => {})
   }

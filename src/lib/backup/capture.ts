@@ -3,14 +3,16 @@
  *  1. walk the records from `start` up to the size seen at open time, checking both CRCs, and cut
  *     after the last record whose header and payload are whole and valid (a live file only grows, so
  *     this is a valid prefix; an in-flight record at the edge is left for the next backup);
- *  2. stream exactly [start, cut) into the space's tar archive, hashing it.
+ *     hashing the captured bytes record by record as they pass;
+ *  2. stream exactly [start, cut) into the space's tar archive.
  * Holding the descriptor across both passes means a file unlinked in between is still read whole.
+ * Pass 1 runs in a worker thread (scan-worker.ts) so it overlaps the main thread's pass 2.
  */
 import {createHash} from 'node:crypto'
 import type {FileHandle} from 'node:fs/promises'
 
 import {decodeEpisodeId} from '../engine/payload.js'
-import {WalFileReader} from '../engine/reader.js'
+import {type ReadHandle, WalFileReader} from '../engine/reader.js'
 import {EntryType} from '../engine/record.js'
 import type {DamageNote, FileCapture} from '../repo/manifest.js'
 
@@ -47,9 +49,23 @@ export interface ScanResult {
   damage: DamageNote[]
 }
 
+/** A scan plus the hashes the manifest keeps of the capture: all of [start, cut), the file's head, its last record. */
+export interface CaptureScan extends ScanResult {
+  sha256: string
+  headSha256: string
+  tailSha256: string
+}
+
+/** The file a scan reads: name for messages, size snapshot, and an open descriptor. */
+export interface ScanSource {
+  name: string
+  size: number
+  handle: ReadHandle
+}
+
 const HEAD_BYTES = 4096
 
-export async function hashRange(handle: FileHandle, offset: number, length: number): Promise<string> {
+export async function hashRange(handle: ReadHandle, offset: number, length: number): Promise<string> {
   const h = createHash('sha256')
   const buf = Buffer.allocUnsafe(Math.min(length, 1024 * 1024) || 1)
   let done = 0
@@ -66,8 +82,8 @@ export function headLength(end: number): number {
   return Math.min(HEAD_BYTES, end)
 }
 
-/** Pass 1: where to cut, and what the captured records are. Keeps up to `sampleSize` episode samples. */
-export async function scanCapture(src: OpenSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<ScanResult> {
+/** Pass 1: where to cut, what the captured records are, and their hashes. Keeps up to `sampleSize` episode samples. */
+export async function scanCapture(src: ScanSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
   const reader = new WalFileReader(src.name, {handle: src.handle, start, limit: src.size, signal})
   const r: ScanResult = {
     start,
@@ -83,9 +99,20 @@ export async function scanCapture(src: OpenSource, start: number, samples: Sampl
     tailOffset: start,
     damage: [],
   }
-  // Counters as of the last valid record: records past the cut are not part of the capture.
-  let atCut = {...r}
+  // Counters as of the last valid record: records past the cut are not part of the capture. Only
+  // `records` and `damage` can move past it (every other field changes only at a valid record).
+  let recordsAtCut = 0
+  let damageAtCut = 0
+  // The captured bytes are hashed from the reader's window as records pass; `hashedTo` says how far.
+  // Should that not end exactly at the cut (records past the last valid one, a payload too large to
+  // be held whole), the range is hashed again from the file.
+  const hash = createHash('sha256')
+  let hashedTo = start
   for await (const rec of reader.records()) {
+    if (rec.bytes && rec.offset === hashedTo) {
+      hash.update(rec.bytes)
+      hashedTo += rec.recordSize
+    }
     r.records++
     if (rec.validity !== 'ok') {
       r.damage.push({offset: rec.offset, kind: 'bad_payload_crc', detail: 'payload CRC mismatch; Engram skips this record'})
@@ -114,11 +141,12 @@ export async function scanCapture(src: OpenSource, start: number, samples: Sampl
         }
       }
     }
-    atCut = {...r, damage: [...r.damage]}
+    recordsAtCut = r.records
+    damageAtCut = r.damage.length
   }
   const end = reader.end!
-  const result = {...atCut}
-  if (r.records > atCut.records) result.damage.push({offset: atCut.cut, kind: 'bad_payload_crc', detail: `${r.records - atCut.records} records after the last valid one were left out`})
+  const result: ScanResult = {...r, records: recordsAtCut, damage: r.damage.slice(0, damageAtCut)}
+  if (r.records > recordsAtCut) result.damage.push({offset: r.cut, kind: 'bad_payload_crc', detail: `${r.records - recordsAtCut} records after the last valid one were left out`})
   switch (end.kind) {
     case 'bad_header':
       result.damage.push({offset: end.offset, kind: 'bad_header', detail: `${end.error}; ${end.bytesDiscarded} bytes Engram cannot read were left out`})
@@ -130,17 +158,13 @@ export async function scanCapture(src: OpenSource, start: number, samples: Sampl
       if (end.bytes > 0) result.damage.push({offset: end.offset, kind: 'partial_header', detail: `${end.bytes} bytes of a header still being written were left for the next backup`})
       break
   }
-  return result
+  const sha256 = hashedTo === result.cut ? hash.digest('hex') : await hashRange(src.handle, start, result.cut - start)
+  const headSha256 = await hashRange(src.handle, 0, headLength(result.cut))
+  const tailSha256 = await hashRange(src.handle, result.tailOffset, result.cut - result.tailOffset)
+  return {...result, sha256, headSha256, tailSha256}
 }
 
-export function captureRecord(
-  src: OpenSource,
-  scan: ScanResult,
-  entry: string,
-  sha256: string,
-  headSha256: string,
-  tailSha256: string,
-): FileCapture {
+export function captureRecord(src: OpenSource, scan: CaptureScan, entry: string): FileCapture {
   const s = (v: bigint | null) => (v === null ? null : String(v))
   return {
     name: src.name,
@@ -148,10 +172,10 @@ export function captureRecord(
     offset: scan.start,
     length: scan.cut - scan.start,
     end: scan.cut,
-    sha256,
-    headSha256,
+    sha256: scan.sha256,
+    headSha256: scan.headSha256,
     tailOffset: scan.tailOffset,
-    tailSha256,
+    tailSha256: scan.tailSha256,
     observedSize: src.size,
     inode: src.inode,
     source: src.source,

@@ -34,7 +34,12 @@ export interface WalRecord {
    * Undefined for a payload larger than `maxInlinePayload` (its CRC is computed while streaming).
    */
   payload?: Buffer
+  /** The whole record (header and payload) as it is on disk; a view like `payload`, and undefined with it. */
+  bytes?: Buffer
 }
+
+/** What the reader needs of an open file: a FileHandle, or the same over a raw descriptor (in a worker). */
+export type ReadHandle = Pick<FileHandle, 'read' | 'stat'>
 
 export type FileEnd =
   | {kind: 'eof'; offset: number}
@@ -56,7 +61,7 @@ export interface ReadOptions {
    * Read through this already-open handle instead of opening `path` (it is not closed). Backups keep
    * one handle per file across passes, so a file unlinked by Engram's compaction stays readable.
    */
-  handle?: FileHandle
+  handle?: ReadHandle
   /** Start at this offset, which must be a record boundary (incremental reads). */
   start?: number
   signal?: AbortSignal
@@ -110,9 +115,10 @@ export class WalFileReader {
   }
 
   async *records(): AsyncGenerator<WalRecord> {
-    let fh: FileHandle
+    let fh: ReadHandle
+    let owned: FileHandle | undefined
     try {
-      fh = this.options.handle ?? (await open(this.path, 'r'))
+      fh = this.options.handle ?? (owned = await open(this.path, 'r'))
     } catch (error) {
       throw fsError(error, 'open WAL file', this.path)
     }
@@ -125,11 +131,11 @@ export class WalFileReader {
     } finally {
       await this.prefetch?.promise.catch(() => 0)
       this.prefetch = null
-      if (!this.options.handle) await fh.close()
+      await owned?.close()
     }
   }
 
-  private startPrefetch(fh: FileHandle): void {
+  private startPrefetch(fh: ReadHandle): void {
     const pos = this.windowPos + this.windowLen
     const len = Math.min(this.spare.length - HEADROOM, this.size - pos)
     if (len <= 0) return
@@ -141,7 +147,7 @@ export class WalFileReader {
    * double-buffered: the next window is read while the current one is parsed, and the unparsed tail of
    * the current window is copied into the headroom in front of it.
    */
-  private async ensure(fh: FileHandle, pos: number, n: number): Promise<number> {
+  private async ensure(fh: ReadHandle, pos: number, n: number): Promise<number> {
     if (pos >= this.windowPos && pos + n <= this.windowPos + this.windowLen) return this.base + pos - this.windowPos
     const end = this.windowPos + this.windowLen
     const keep = pos >= this.windowPos && pos < end ? end - pos : 0
@@ -196,7 +202,7 @@ export class WalFileReader {
     return this.base
   }
 
-  private async *walk(fh: FileHandle): AsyncGenerator<WalRecord> {
+  private async *walk(fh: ReadHandle): AsyncGenerator<WalRecord> {
     const maxInline = this.options.maxInlinePayload ?? 64 * 1024 * 1024
     let pos = this.options.start ?? 0
     this.lastGoodEnd = pos
@@ -228,11 +234,13 @@ export class WalFileReader {
         return
       }
       let payload: Buffer | undefined
+      let bytes: Buffer | undefined
       let computedPayloadCrc: number
       if (header.payloadSize <= maxInline) {
         at = await this.ensure(fh, pos, recordSize)
         if (at + recordSize > this.base + this.windowLen) continue // file shrank; re-evaluate
-        payload = this.window.subarray(at + HEADER_SIZE, at + recordSize)
+        bytes = this.window.subarray(at, at + recordSize)
+        payload = bytes.subarray(HEADER_SIZE)
         computedPayloadCrc = crc32c(payload)
       } else {
         computedPayloadCrc = 0
@@ -246,7 +254,7 @@ export class WalFileReader {
         }
       }
       const validity: RecordValidity = computedPayloadCrc === header.payloadCrc ? 'ok' : 'bad_payload_crc'
-      const record: WalRecord = {index, offset: pos, header, validity, recordSize, computedPayloadCrc, payload}
+      const record: WalRecord = {index, offset: pos, header, validity, recordSize, computedPayloadCrc, payload, bytes}
       pos += recordSize
       this.lastGoodEnd = pos
       if (validity === 'ok') this.lastValidEnd = pos

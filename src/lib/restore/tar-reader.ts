@@ -101,7 +101,7 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     let remaining = size
     const body = (async function* () {
       while (remaining > 0) {
-        const c = await r.some(Math.min(remaining, 1024 * 1024))
+        const c = await r.some(Math.min(remaining, 8 * 1024 * 1024))
         remaining -= c.length
         yield c
       }

@@ -1,0 +1,80 @@
+/**
+ * Runs backup scans (pass 1) in a worker thread. On two cores the main thread is the bottleneck of a
+ * backup (it feeds the compressor, hashes the archive and writes it); moving the CRC walk and the
+ * capture hash off it let the next space be scanned while the current one is archived.
+ */
+import {Worker} from 'node:worker_threads'
+
+import {fsError} from '../errors.js'
+import type {CaptureScan, OpenSource, Sample} from './capture.js'
+
+export interface ScanRequest {
+  id: number
+  fd: number
+  name: string
+  size: number
+  start: number
+  samples: Sample[]
+  sampleSize: number
+  seen: number
+}
+
+export type ScanReply =
+  | {id: number; ok: true; scan: CaptureScan; samples: Sample[]; seen: number}
+  | {id: number; ok: false; message: string; errno?: string}
+
+/**
+ * The compiled worker script. Tests run the TypeScript sources, which Node cannot start as a worker
+ * (their imports name .js files): they use the build in dist/, which `npm test` makes first.
+ */
+function workerUrl(): URL {
+  return import.meta.url.endsWith('.ts') ? new URL('../../../dist/lib/backup/scan-worker.js', import.meta.url) : new URL('scan-worker.js', import.meta.url)
+}
+
+export class ScanWorker {
+  private readonly worker = new Worker(workerUrl())
+  private readonly waiting = new Map<number, {resolve: (r: ScanReply) => void; reject: (e: unknown) => void}>()
+  private nextId = 0
+  private failure: Error | null = null
+
+  constructor() {
+    this.worker.on('message', (reply: ScanReply) => {
+      const w = this.waiting.get(reply.id)
+      this.waiting.delete(reply.id)
+      w?.resolve(reply)
+    })
+    const fail = (error: Error) => {
+      this.failure ??= error
+      for (const w of this.waiting.values()) w.reject(error)
+      this.waiting.clear()
+    }
+    this.worker.on('error', fail)
+    this.worker.on('exit', (code) => fail(new Error(`the backup scan worker stopped (exit code ${code})`)))
+  }
+
+  /** Scans [start, src.size) of `src`; `samples` and `seen` carry the space's reservoir across files. */
+  async scan(src: OpenSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
+    signal?.throwIfAborted()
+    if (this.failure) throw this.failure
+    const id = this.nextId++
+    let onAbort = () => {}
+    const reply = await new Promise<ScanReply>((resolve, reject) => {
+      this.waiting.set(id, {resolve, reject})
+      onAbort = () => {
+        this.waiting.delete(id)
+        reject(signal!.reason)
+      }
+      signal?.addEventListener('abort', onAbort, {once: true})
+      this.worker.postMessage({id, fd: src.handle.fd, name: src.name, size: src.size, start, samples, sampleSize, seen: seen.n} satisfies ScanRequest)
+    }).finally(() => signal?.removeEventListener('abort', onAbort))
+    if (!reply.ok) throw fsError(Object.assign(new Error(reply.message), {code: reply.errno}), 'scan WAL file', src.name)
+    samples.splice(0, samples.length, ...reply.samples)
+    seen.n = reply.seen
+    return reply.scan
+  }
+
+  async close(): Promise<void> {
+    this.worker.removeAllListeners('exit')
+    await this.worker.terminate()
+  }
+}
