@@ -24,7 +24,7 @@ import type {Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
 import {type ArchiveEntry, writeArchive} from './archive.js'
 import {type CaptureScan, captureRecord, hashRange, headLength, type OpenSource, type Sample} from './capture.js'
-import {ScanWorker} from './scan-client.js'
+import {Scanner} from './scan-client.js'
 import {collectSources} from './sources.js'
 import {VERSION} from '../version.js'
 
@@ -142,7 +142,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const written: string[] = []
   const handles: OpenSource[] = []
   let prepared: Promise<unknown> | null = null
-  const scanner = new ScanWorker()
+  const scanner = new Scanner()
   try {
     const cleanedUp = await cleanupIncomplete(o.repo)
     for (const id of cleanedUp) o.reporter.warn(`removed the objects of incomplete backup ${id} (a run that did not finish)`)

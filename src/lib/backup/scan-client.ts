@@ -1,12 +1,14 @@
 /**
  * Runs backup scans (pass 1) in a worker thread. On two cores the main thread is the bottleneck of a
  * backup (it feeds the compressor, hashes the archive and writes it); moving the CRC walk and the
- * capture hash off it let the next space be scanned while the current one is archived.
+ * capture hash off it let the next space be scanned while the current one is archived. Small ranges
+ * (an incremental's appended bytes) are scanned on the main thread: starting the worker and loading
+ * its modules takes about 0.1 s, more than scanning a few MiB.
  */
 import {Worker} from 'node:worker_threads'
 
 import {fsError} from '../errors.js'
-import type {CaptureScan, OpenSource, Sample} from './capture.js'
+import {type CaptureScan, type OpenSource, type Sample, scanCapture} from './capture.js'
 
 export interface ScanRequest {
   id: number
@@ -31,13 +33,20 @@ function workerUrl(): URL {
   return import.meta.url.endsWith('.ts') ? new URL('../../../dist/lib/backup/scan-worker.js', import.meta.url) : new URL('scan-worker.js', import.meta.url)
 }
 
-export class ScanWorker {
-  private readonly worker = new Worker(workerUrl())
+/** Backups that scan less than this in all are scanned on the main thread. */
+const INLINE_SCAN_BYTES = 32 * 1024 * 1024
+
+export class Scanner {
+  private worker: Worker | null = null
   private readonly waiting = new Map<number, {resolve: (r: ScanReply) => void; reject: (e: unknown) => void}>()
   private nextId = 0
   private failure: Error | null = null
+  /** Bytes scanned on the main thread so far: a backup of many small files moves to the worker too. */
+  private inlineBytes = 0
 
-  constructor() {
+  private start(): Worker {
+    if (this.worker) return this.worker
+    this.worker = new Worker(workerUrl())
     this.worker.on('message', (reply: ScanReply) => {
       const w = this.waiting.get(reply.id)
       this.waiting.delete(reply.id)
@@ -50,11 +59,18 @@ export class ScanWorker {
     }
     this.worker.on('error', fail)
     this.worker.on('exit', (code) => fail(new Error(`the backup scan worker stopped (exit code ${code})`)))
+    return this.worker
   }
 
   /** Scans [start, src.size) of `src`; `samples` and `seen` carry the space's reservoir across files. */
   async scan(src: OpenSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
     signal?.throwIfAborted()
+    const bytes = src.size - start
+    if (!this.worker && this.inlineBytes + bytes < INLINE_SCAN_BYTES) {
+      this.inlineBytes += bytes
+      return scanCapture(src, start, samples, sampleSize, seen, signal)
+    }
+    const worker = this.start()
     if (this.failure) throw this.failure
     const id = this.nextId++
     let onAbort = () => {}
@@ -65,7 +81,7 @@ export class ScanWorker {
         reject(signal!.reason)
       }
       signal?.addEventListener('abort', onAbort, {once: true})
-      this.worker.postMessage({id, fd: src.handle.fd, name: src.name, size: src.size, start, samples, sampleSize, seen: seen.n} satisfies ScanRequest)
+      worker.postMessage({id, fd: src.handle.fd, name: src.name, size: src.size, start, samples, sampleSize, seen: seen.n} satisfies ScanRequest)
     }).finally(() => signal?.removeEventListener('abort', onAbort))
     if (!reply.ok) throw fsError(Object.assign(new Error(reply.message), {code: reply.errno}), 'scan WAL file', src.name)
     samples.splice(0, samples.length, ...reply.samples)
@@ -74,7 +90,7 @@ export class ScanWorker {
   }
 
   async close(): Promise<void> {
-    this.worker.removeAllListeners('exit')
-    await this.worker.terminate()
+    this.worker?.removeAllListeners('exit')
+    await this.worker?.terminate()
   }
 }

@@ -4,7 +4,8 @@
  * or rename over the file its live writer appends to (storage format §6.3); everything written after
  * that exists only behind the open descriptor, so we read it from /proc/<pid>/fd.
  */
-import {readdir, readlink, realpath} from 'node:fs/promises'
+import {readdirSync, readlinkSync} from 'node:fs'
+import {realpath} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {discoverSpaces, isWalFileName, listWalFiles, selectSpaces, type SpaceDir} from '../engine/layout.js'
@@ -25,14 +26,18 @@ export interface SourceSet {
   skippedDirs: Array<{path: string; reason: string}>
 }
 
-/** Unlinked `wal-*.log` files under `root` held open by other processes, from /proc. */
+/**
+ * Unlinked `wal-*.log` files under `root` held open by other processes, from /proc. /proc is in
+ * memory, so it is read with synchronous calls: one thread-pool round trip per descriptor of every
+ * process took 40 ms, a sixth of a small incremental backup.
+ */
 export async function findUnlinkedWalFiles(root: string): Promise<Array<{space: string; name: string; fdPath: string; pid: number}>> {
   const found: Array<{space: string; name: string; fdPath: string; pid: number}> = []
   // /proc/<pid>/fd links name canonical paths: compare against the root with its symlinks resolved.
   root = await realpath(root).catch(() => root)
   let pids: string[]
   try {
-    pids = (await readdir('/proc')).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid)
   } catch {
     return found // no /proc (not Linux): nothing we can do
   }
@@ -40,14 +45,14 @@ export async function findUnlinkedWalFiles(root: string): Promise<Array<{space: 
   for (const pid of pids) {
     let fds: string[]
     try {
-      fds = await readdir(`/proc/${pid}/fd`)
+      fds = readdirSync(`/proc/${pid}/fd`)
     } catch {
       continue // gone, or not ours to read
     }
     for (const fd of fds) {
       let target: string
       try {
-        target = await readlink(`/proc/${pid}/fd/${fd}`)
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`)
       } catch {
         continue
       }
