@@ -1,7 +1,9 @@
 /**
  * The repository lease lock: contention waits up to --lock-wait then exits 12 naming the holder;
  * a holder that releases in time lets the waiter proceed; a lock whose holder is a dead process on
- * this host, or whose lease expired, is broken and reported; the heartbeat renews the lease.
+ * this host, or whose lease expired, is broken and reported; the heartbeat renews the lease; waiters
+ * racing for one stale lease never both get the lock; a holder whose lease lapsed or was taken over
+ * stops renewing and cannot commit.
  */
 import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
@@ -227,7 +229,7 @@ describe('acquireRepoLock', () => {
       const e0 = Date.parse(first.expiresAt)
       expect(e0 - Date.now()).toBeGreaterThan(1000)
       expect(e0 - Date.now()).toBeLessThanOrEqual(1500)
-      // Renewed every max(1 s, ttl/3): after 2.6 s the lease has been renewed twice and never lapsed.
+      // Renewed every ttl/3: after 2.6 s the lease has been renewed several times and never lapsed.
       const seen = [e0]
       for (let i = 0; i < 13; i++) {
         await sleep(200)
@@ -266,12 +268,88 @@ describe('acquireRepoLock', () => {
     const {dir} = await newRepo()
     const backend = new SlowRenewals(dir)
     const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0, ttlMs: 300})
-    await backend.renewalStarted // the heartbeat (every 1 s) is writing the renewed lease
+    await backend.renewalStarted // the heartbeat (every ttl/3) is writing the renewed lease
     await lock.release()
     await sleep(700)
     expect(existsSync(join(dir, 'locks', 'repository.lock'))).toBe(false)
     const next = await acquireRepoLock(new FsBackend(dir), {command: 'backup prune', waitMs: 0})
     expect(next.broken).toEqual([])
+    await next.release()
+  })
+
+  it('waiters racing for one stale lease: exactly one gets the lock and reports it broken, the rest wait and fail', async () => {
+    for (let round = 0; round < 15; round++) {
+      const {dir, backend} = await newRepo()
+      const stale: LeaseOwner = {host: 'other-host.example', pid: 7, command: 'backup full', startedAt: '2026-11-27T00:00:00.000Z'}
+      await backend.put(LOCK_KEY, Buffer.from(JSON.stringify({owner: stale, token: 'stale', expiresAt: new Date(Date.now() - 1000).toISOString()})))
+      // Separate backend objects, as separate processes would have.
+      const results = await Promise.allSettled(Array.from({length: 6}, (_, i) => acquireRepoLock(new FsBackend(dir), {command: `waiter ${i}`, waitMs: 0})))
+      const won = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof acquireRepoLock>>>).value)
+      const lost = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason)
+      expect(won).toHaveLength(1)
+      expect(won[0].broken).toEqual([stale])
+      expect(lost).toHaveLength(5)
+      for (const e of lost) expect(e).toBeInstanceOf(LockedError)
+      // The winner's lease is the one on disk, and the guard is gone.
+      expect((await readLease(dir)).owner).toEqual(won[0].owner)
+      expect(existsSync(join(dir, 'locks', 'repository.lock.break'))).toBe(false)
+      await won[0].release()
+    }
+  })
+
+  it('a guard left by a waiter that died while breaking is removed once old; a fresh one means wait', async () => {
+    const {dir, backend} = await newRepo()
+    const stale: LeaseOwner = {host: 'other-host.example', pid: 7, command: 'backup full', startedAt: '2026-11-27T00:00:00.000Z'}
+    const breaker: LeaseOwner = {host: 'other-host.example', pid: 8, command: 'backup prune', startedAt: '2026-11-27T00:00:00.000Z'}
+    await backend.put(LOCK_KEY, Buffer.from(JSON.stringify({owner: stale, token: 'stale', expiresAt: new Date(Date.now() - 1000).toISOString()})))
+    await backend.put(`${LOCK_KEY}.break`, Buffer.from(JSON.stringify({owner: breaker, token: 'g', expiresAt: new Date(Date.now() + 60_000).toISOString()})))
+    await expect(acquireRepoLock(backend, {command: 'backup full', waitMs: 0})).rejects.toBeInstanceOf(LockedError)
+    await backend.put(`${LOCK_KEY}.break`, Buffer.from(JSON.stringify({owner: breaker, token: 'g', expiresAt: new Date(Date.now() - 1000).toISOString()})))
+    const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 2000})
+    expect(lock.broken).toEqual([stale])
+    expect(existsSync(join(dir, 'locks', 'repository.lock.break'))).toBe(false)
+    await lock.release()
+  })
+
+  it('a lease taken over by another process is not renewed over, and assertHeld() fails with LOCK_LOST', async () => {
+    const {dir, backend} = await newRepo()
+    const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0, ttlMs: 600})
+    expect(() => lock.assertHeld()).not.toThrow()
+    const other: LeaseOwner = {host: 'other-host.example', pid: 9, command: 'backup prune', startedAt: '2026-11-28T00:00:00.000Z'}
+    const theirs = JSON.stringify({owner: other, token: 'theirs', expiresAt: new Date(Date.now() + 60_000).toISOString()})
+    await backend.put(LOCK_KEY, Buffer.from(theirs))
+    await sleep(700) // several heartbeats
+    expect(await readFile(join(dir, 'locks', 'repository.lock'), 'utf8')).toBe(theirs)
+    let error: unknown
+    try {
+      lock.assertHeld()
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(LockedError)
+    expect((error as LockedError).code).toBe('LOCK_LOST')
+    expect((error as LockedError).message).toBe(`lost the repository lock on ${backend.url}: backup prune (pid 9 on other-host.example) holds it now`)
+    await lock.release() // leaves their lease alone
+    expect(await readFile(join(dir, 'locks', 'repository.lock'), 'utf8')).toBe(theirs)
+  })
+
+  it('a holder paused past its lease stops renewing it and cannot commit', async () => {
+    const {dir, backend} = await newRepo()
+    const lock = await acquireRepoLock(backend, {command: 'backup full', waitMs: 0, ttlMs: 600})
+    const before = await readLease(dir)
+    // A pause longer than the lease (a suspended VM, a stopped process): the event loop does not run.
+    const until = Date.now() + 800
+    while (Date.now() < until) {
+      // busy
+    }
+    expect(() => lock.assertHeld()).toThrow(/^lost the repository lock on .*: its lease ran out at /)
+    await sleep(500) // heartbeats that would have renewed it
+    expect(await readLease(dir)).toEqual(before)
+    // Another process may now break it, and gets it.
+    const next = await acquireRepoLock(new FsBackend(dir), {command: 'backup prune', waitMs: 0})
+    expect(next.broken).toEqual([lock.owner])
+    await lock.release() // not ours any more: leaves the new lease alone
+    expect((await readLease(dir)).owner).toEqual(next.owner)
     await next.release()
   })
 })

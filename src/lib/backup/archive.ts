@@ -8,7 +8,7 @@ import type {FileHandle} from 'node:fs/promises'
 import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {Header} from 'tar'
+import {Header} from 'tar/header'
 
 import type {RepositoryBackend} from '../repo/backend.js'
 import {type Compression, compressFrame, FRAME_CONCURRENCY, FRAME_SIZE} from '../repo/compression.js'

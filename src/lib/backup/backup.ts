@@ -283,6 +283,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       notes: note ? [note] : [],
       totals,
     })
+    lock.assertHeld() // the manifest commits the backup: only while the repository is still ours
     await o.repo.writeManifest(manifest)
     for (const u of unlinked) o.reporter.warn(`captured ${u.space}/wal/${u.name} from an unlinked file still open in pid ${u.pid}`)
     return {

@@ -84,7 +84,8 @@ export function headLength(end: number): number {
 
 /** Pass 1: where to cut, what the captured records are, and their hashes. Keeps up to `sampleSize` episode samples. */
 export async function scanCapture(src: ScanSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
-  const reader = new WalFileReader(src.name, {handle: src.handle, start, limit: src.size, signal})
+  // A 1 MiB window: the scan is CPU-bound, and a backup's memory is counted against every byte.
+  const reader = new WalFileReader(src.name, {handle: src.handle, start, limit: src.size, signal, windowSize: 1024 * 1024})
   const r: ScanResult = {
     start,
     cut: start,

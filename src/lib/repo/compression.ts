@@ -23,8 +23,11 @@ const INDEX_MAGIC = 0x184d2a5e
 const ZSTD_MAGIC = 0xfd2fb528
 /** Upper bounds that keep a hostile archive from making us allocate without limit. */
 const MAX_FRAME = 64 * 1024 * 1024
-/** Input bytes per frame, and frames compressed at once (libuv's pool has 4 threads; 4 in flight kept 2 cores busiest). */
-export const FRAME_SIZE = 4 * 1024 * 1024
+/**
+ * Input bytes per frame, and frames compressed at once (libuv's pool has 4 threads; 4 in flight kept
+ * 2 cores busiest). 2 MiB frames were as fast as 4 MiB ones and took 25 MiB less peak memory.
+ */
+export const FRAME_SIZE = 2 * 1024 * 1024
 export const FRAME_CONCURRENCY = 4
 
 /**

@@ -3,6 +3,13 @@
  * expiry renewed by a heartbeat. Taken with a create-if-absent put. A lease that expired, or whose
  * owner is a dead process on this host, is broken and reported. Contention waits up to `waitMs`,
  * then fails with exit 12 naming the holder.
+ *
+ * Two races are closed here. Waiters that read the same stale lease do not both delete it (the
+ * second delete could remove the lease the first had just taken): breaking needs a guard object
+ * (see breakStale). And a holder that was paused past its lease does not renew it over another
+ * process's lease: it stops renewing, and `assertHeld()` fails before the holder commits anything.
+ * What remains is the window between reading a lease and writing or deleting it (milliseconds);
+ * closing it needs conditional writes that not every backend has.
  */
 import {randomUUID} from 'node:crypto'
 import {hostname} from 'node:os'
@@ -30,6 +37,8 @@ export interface RepoLock {
   owner: LeaseOwner
   /** Leases broken to take this one (dead or expired holders). */
   broken: LeaseOwner[]
+  /** Throws LockedError (exit 12) if the lease lapsed or another process took it over. */
+  assertHeld(): void
   release(): Promise<void>
 }
 
@@ -44,9 +53,14 @@ export interface LockOptions {
 }
 
 
-async function readLease(backend: RepositoryBackend): Promise<Lease | null> {
+/** Guards the deletion of a stale lease; see breakStale. */
+const BREAK_KEY = `${LOCK_KEY}.break`
+/** A guard older than this was left by a waiter that died while breaking a lease. */
+const BREAK_TTL_MS = 30_000
+
+async function readLease(backend: RepositoryBackend, key = LOCK_KEY): Promise<Lease | null> {
   try {
-    return JSON.parse((await readAll(await backend.get(LOCK_KEY))).toString('utf8')) as Lease
+    return JSON.parse((await readAll(await backend.get(key))).toString('utf8')) as Lease
   } catch (error) {
     if (error instanceof BackendError && error.kind === 'not-found') return null
     if (error instanceof SyntaxError) return {owner: {host: '?', pid: 0, command: '?', startedAt: '?'}, token: '', expiresAt: new Date(0).toISOString()}
@@ -54,18 +68,51 @@ async function readLease(backend: RepositoryBackend): Promise<Lease | null> {
   }
 }
 
+/**
+ * Deletes the stale lease `stale`, unless it changed in the meantime; true if this call deleted it.
+ * Only the waiter that creates the guard (create-if-absent) may delete, and only after reading the
+ * lease again and finding the same token. Another waiter finds the guard and waits as for a held lock.
+ */
+async function breakStale(backend: RepositoryBackend, stale: Lease, owner: LeaseOwner): Promise<boolean> {
+  const guard: Lease = {owner, token: randomUUID(), expiresAt: new Date(Date.now() + BREAK_TTL_MS).toISOString()}
+  try {
+    await backend.put(BREAK_KEY, Buffer.from(`${JSON.stringify(guard)}\n`), {ifAbsent: true})
+  } catch (error) {
+    if (!(error instanceof BackendError && error.kind === 'exists')) throw error
+    const other = await readLease(backend, BREAK_KEY)
+    if (other && Date.parse(other.expiresAt) < Date.now()) await backend.delete([BREAK_KEY])
+    return false
+  }
+  try {
+    const again = await readLease(backend)
+    if (!again || again.token !== stale.token) return false
+    await backend.delete([LOCK_KEY])
+    return true
+  } finally {
+    const mine = await readLease(backend, BREAK_KEY).catch(() => null)
+    if (mine?.token === guard.token) await backend.delete([BREAK_KEY]).catch(() => {})
+  }
+}
+
 export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions): Promise<RepoLock> {
   const ttl = o.ttlMs ?? 60_000
   const owner: LeaseOwner = {host: hostname(), pid: process.pid, command: o.command, startedAt: new Date().toISOString()}
   const token = randomUUID()
-  const body = () => Buffer.from(`${JSON.stringify({owner, token, expiresAt: new Date(Date.now() + ttl).toISOString()} satisfies Lease)}\n`)
+  // When the lease we last wrote runs out: past it, another process may rightly have broken it.
+  let leaseEnd = 0
+  const body = () => {
+    const end = Date.now() + ttl
+    return {end, bytes: Buffer.from(`${JSON.stringify({owner, token, expiresAt: new Date(end).toISOString()} satisfies Lease)}\n`)}
+  }
   const broken: LeaseOwner[] = []
   const deadline = Date.now() + o.waitMs
   let announced = false
   for (;;) {
     o.signal?.throwIfAborted()
     try {
-      await backend.put(LOCK_KEY, body(), {ifAbsent: true})
+      const b = body()
+      await backend.put(LOCK_KEY, b.bytes, {ifAbsent: true})
+      leaseEnd = b.end
       break
     } catch (error) {
       if (!(error instanceof BackendError && error.kind === 'exists')) throw error
@@ -74,9 +121,8 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
     if (!held) continue // released between our put and read
     const expired = Date.parse(held.expiresAt) < Date.now()
     const dead = held.owner.host === owner.host && held.owner.pid > 0 && !processAlive(held.owner.pid)
-    if (expired || dead) {
+    if ((expired || dead) && (await breakStale(backend, held, owner))) {
       broken.push(held.owner)
-      await backend.delete([LOCK_KEY])
       continue
     }
     if (Date.now() >= deadline) {
@@ -94,22 +140,58 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
     announced = true
     await sleep(Math.min(500, Math.max(0, deadline - Date.now())), undefined, {signal: o.signal})
   }
-  // Heartbeat: renew the lease while we hold it (only if it is still ours).
+  // Heartbeat: renew the lease while it is ours and has not run out. A lease that ran out (this
+  // process was paused, or the repository unreachable, for longer than the TTL) or that another
+  // process holds is lost for good: renewing it could overwrite the new holder's lease.
   let stopped = false
+  let lost: string | null = null
+  const checkExpiry = () => {
+    if (!lost && Date.now() >= leaseEnd) lost = `its lease ran out at ${new Date(leaseEnd).toISOString()} before it could be renewed`
+  }
   const renew = async () => {
-    const held = await readLease(backend).catch(() => null)
-    if (!stopped && held?.token === token) await backend.put(LOCK_KEY, body()).catch(() => {})
+    checkExpiry()
+    if (stopped || lost) return
+    let held: Lease | null
+    try {
+      held = await readLease(backend)
+    } catch {
+      return // unreachable for now: try again at the next beat, while the lease lasts
+    }
+    if (stopped) return
+    if (held?.token !== token) {
+      lost = held ? `${held.owner.command} (pid ${held.owner.pid} on ${held.owner.host}) holds it now` : 'its lease was deleted by another process'
+      return
+    }
+    checkExpiry()
+    if (lost) return
+    const b = body()
+    await backend.put(LOCK_KEY, b.bytes).then(
+      () => {
+        leaseEnd = b.end
+      },
+      () => {},
+    )
   }
   // The renewal in flight, if any: release() waits for it, or its put could land after the delete
   // and leave a live-looking lease behind.
   let renewing: Promise<void> = Promise.resolve()
   const timer = setInterval(() => {
     renewing = renewing.then(renew)
-  }, Math.max(1000, Math.floor(ttl / 3)))
+  }, Math.max(100, Math.floor(ttl / 3)))
   timer.unref()
   return {
     owner,
     broken,
+    assertHeld() {
+      checkExpiry()
+      if (lost) {
+        throw new LockedError(`lost the repository lock on ${backend.url}: ${lost}`, {
+          code: 'LOCK_LOST',
+          subject: LOCK_KEY,
+          suggestion: 'Nothing was committed; run the command again (check for long pauses, e.g. a suspended VM, or an unreachable repository).',
+        })
+      }
+    },
     async release() {
       stopped = true
       clearInterval(timer)

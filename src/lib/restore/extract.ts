@@ -11,6 +11,7 @@ import {join} from 'node:path'
 
 import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError} from '../errors.js'
+import {EarlyWriteback} from '../writeback.js'
 import {BackendError} from '../repo/backend.js'
 import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
@@ -114,13 +115,21 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
           throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${size} bytes`, archive.key)
         }
         const hash = createHash('sha256')
+        const early = new EarlyWriteback(fh)
         let pos = offset
-        for await (const c of entry.body) {
-          hash.update(c)
-          let done = 0
-          while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten
-          pos += c.length
-          onBytes(c.length)
+        try {
+          for await (const c of entry.body) {
+            hash.update(c)
+            let done = 0
+            while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten
+            pos += c.length
+            early.wrote(c.length)
+            onBytes(c.length)
+          }
+          // A write-back error is reported once per descriptor: it must surface here, not be lost.
+          await early.settle()
+        } finally {
+          await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
         }
         if (hash.digest('hex') !== cap.sha256) {
           throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its sha256 in the manifest`, {

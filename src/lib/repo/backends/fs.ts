@@ -10,6 +10,7 @@ import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {EarlyWriteback} from '../../writeback.js'
 import {BackendError, type GetOptions, type ObjectInfo, type PutOptions, type RepositoryBackend} from '../backend.js'
 
 const TMP_MARK = '.tmp-'
@@ -121,10 +122,12 @@ export class FsBackend implements RepositoryBackend {
     try {
       await mkdir(dirname(path), {recursive: true})
       const fh = await open(tmp, 'wx', 0o600)
+      const early = new EarlyWriteback(fh)
       try {
         const writeAll = async (chunk: Buffer) => {
           let done = 0
           while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten
+          early.wrote(chunk.length)
         }
         if (Buffer.isBuffer(body)) {
           await writeAll(body)
@@ -137,8 +140,10 @@ export class FsBackend implements RepositoryBackend {
           })
           await pipeline(body, sink, {signal: options.signal})
         }
+        await early.settle()
         await fh.sync()
       } finally {
+        await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
         await fh.close()
       }
       if (options.ifAbsent) {
