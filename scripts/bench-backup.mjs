@@ -28,10 +28,19 @@ async function fullBackup(data, extra = []) {
   return {...r, repo, stored: storedBytes(repo)}
 }
 
-/** Runs `measure` then `compare` alternately, `runs` times; returns both lists of timings. */
+/**
+ * Runs the steps in turn, `runs` times; returns each step's results. Dirty pages are written out
+ * before every step (untimed): otherwise a step pays for the write-back of the previous step's output
+ * (its fsyncs queue behind it), which made the order of the steps decide the ratios.
+ */
 async function alternate(runs, ...steps) {
   const out = steps.map(() => [])
-  for (let i = 0; i < runs; i++) for (const [k, step] of steps.entries()) out[k].push(await step(i))
+  for (let i = 0; i < runs; i++) {
+    for (const [k, step] of steps.entries()) {
+      await sh('sync')
+      out[k].push(await step(i))
+    }
+  }
   return out
 }
 
@@ -75,6 +84,7 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
 
   // Incremental after appending 1 % new records.
   await runCli(['engine', 'generate', '--data-dir', data, '--size', `${Math.round(bytes / 100)}`, '--spaces', '4', '--append', '--start', '2026-11-19T00:00:00Z', '--seed', '7'])
+  await sh('sync')
   const incr = await runCli(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--quiet'])
   log(`incremental after 1 % append: ${fmtS(incr.ms)} = ${((100 * incr.ms) / fullMs).toFixed(1)} % of the full backup`)
 
@@ -107,8 +117,10 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   log(`restore: ${fmtS(rMs)} vs zstd -dc|tar -x ${fmtS(bMs)}: ratio ${(bMs / rMs).toFixed(2)}x; with an fsync of each file ${fmtS(dMs)}: ratio ${(dMs / rMs).toFixed(2)}x`)
 
   // Level-3 verification and PITR throughput.
+  await sh('sync')
   const v3 = await runCli(['backup', 'verify', '--latest', '--level', '3', '--repo', repo, '--quiet'])
   const pitrDir = join(scratch('pitr'), 'x')
+  await sh('sync')
   const pitr = await runCli(['restore', 'pitr', '--target-time', '2026-11-18T11:30:00Z', '--repo', repo, '--to', pitrDir, '--quiet'])
   log(`verify L3 ${fmtS(v3.ms)} (${fmtMiBs(bytes, v3.ms)}); PITR ${fmtS(pitr.ms)} (${fmtMiBs(bytes, pitr.ms)})`)
   rmSync(pitrDir, {recursive: true, force: true})
@@ -120,8 +132,10 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   const big = scratch('backup-big')
   await runCli(['engine', 'generate', '--data-dir', big, '--size', `${largeGiB}GiB`, '--spaces', '4', '--no-fsync'])
   const bigBytes = walBytes(big)
+  await sh('sync')
   const bigRun = await fullBackup(big)
   await runCli(['engine', 'generate', '--data-dir', big, '--size', `${Math.round(bigBytes / 100)}`, '--spaces', '4', '--append', '--start', '2026-11-19T00:00:00Z', '--seed', '7'])
+  await sh('sync')
   const bigIncr = await runCli(['backup', 'incremental', '--data-dir', big, '--repo', bigRun.repo, '--quiet'])
   log(`full backup ${fmtMiB(bigBytes)}: ${fmtS(bigRun.ms)} (${fmtMiBs(bigBytes, bigRun.ms)}), peak RSS ${fmtMiB(bigRun.rss)}; incremental after 1 %: ${fmtS(bigIncr.ms)} = ${((100 * bigIncr.ms) / bigRun.ms).toFixed(1)} %`)
   rmSync(bigRun.repo, {recursive: true, force: true})
@@ -139,7 +153,7 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
       '## Backup, restore, verification (issue 3)',
       '',
       `Measured ${new Date().toISOString().slice(0, 10)} on ${await machine()}.`,
-      `Data: \`engine generate\`, 4 spaces. Local repository on the same filesystem. Times are wall clock of the whole CLI run (startup included), medians of ${runs} alternating runs. engram-ops compresses with zstd level 1 by default (docs/architecture.md says why); the zstd:3 row shows the same job at the baseline's level.`,
+      `Data: \`engine generate\`, 4 spaces. Local repository on the same filesystem. Times are wall clock of the whole CLI run (startup included), medians of ${runs} alternating runs, each started after \`sync\` (so none pays for the previous one's write-back). engram-ops compresses with zstd level 1 by default (docs/architecture.md says why); the zstd:3 row shows the same job at the baseline's level.`,
       '',
       '| measurement | engram-ops | baseline in the same run | ratio | bar |',
       '|---|---|---|---|---|',

@@ -99,7 +99,7 @@ export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
         `| peak RSS, S3 restore | ${fmtMiB(rsRss)} at ${fmtMiB(bytes)}; ${fmtMiB(bigRestore.rss)} at ${fmtMiB(bigBytes)} | | | bounded and the same at both sizes: ${pass(flat(rsRss, bigRestore.rss))} |`,
         `| encrypted full backup (AES-256-GCM, local repository) | ${fmtS(encMs)} | unencrypted: ${fmtS(localMs)} | ${(encMs / localMs).toFixed(2)}x the time | reported |`,
         '',
-        `Memory model of an S3 upload: at most partSize x queueSize (${fmtMiB(8 * MiB * 4)}) of parts in flight, plus 3 compression frames of 4 MiB.`,
+        `Memory model of an S3 upload: at most partSize x queueSize (${fmtMiB(8 * MiB * 4)}) of parts in flight, plus 4 compression frames of 2 MiB in flight (and one being filled).`,
       ].join('\n'),
     )
   } finally {
