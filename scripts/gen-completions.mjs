@@ -4,7 +4,7 @@
 // `engram-ops autocomplete` installs); it has no fish generator, so fish is rendered here from the
 // command metadata. Usage: node scripts/gen-completions.mjs [OUT_DIR]  (default: completions/)
 import {spawnSync} from 'node:child_process'
-import {copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -29,9 +29,25 @@ try {
     (_, head, body) => `${head}\n${body.trim().split('\n').sort().join('\n')}\n"`,
   )
   writeFileSync(join(out, 'engram-ops.bash'), bash)
-  copyFileSync(join(fn, 'zsh', '_engram-ops'), join(out, '_engram-ops'))
+  writeFileSync(join(out, '_engram-ops'), sortZshTopLevel(readFileSync(join(fn, 'zsh', '_engram-ops'), 'utf8')))
 } finally {
   rmSync(cache, {recursive: true, force: true})
+}
+
+/**
+ * The zsh script lists the top-level commands, then one case branch per command, in the order the
+ * plugins happened to load (help and autocomplete swap from run to run): sort both.
+ */
+function sortZshTopLevel(text) {
+  const at = text.indexOf('\n_engram-ops() {')
+  const top = text
+    .slice(at)
+    .replace(/(_values "completions" \\\n)((?:"[^\n]*\\\n)+)/, (_, head, body) => head + body.trimEnd().split('\n').sort().join('\n') + '\n')
+    .replace(/(case \$line\[1\] in\n)([\s\S]*?)(\nesac\n)/, (_, head, body, tail) => {
+      const branches = body.split(/\n(?=[a-z][a-z0-9-]*\)\n)/)
+      return head + branches.sort((a, b) => a.split(')')[0].localeCompare(b.split(')')[0])).join('\n') + tail
+    })
+  return text.slice(0, at) + top
 }
 
 const config = await Config.load(root)

@@ -63,7 +63,9 @@ class FramePool {
 
 /**
  * The tar stream of `entries`, cut into frames of the pool's buffer size: file bytes are read straight
- * into the frame that will be compressed (no intermediate chunk). Their hash was taken by the scan.
+ * into the frame that will be compressed (no intermediate chunk). The manifest's hash of each file was
+ * taken by the scan (pass 1) from the same descriptor; WAL files are append-only, and a file changed in
+ * place between the passes would be caught by restore and level-3 verification, not here.
  */
 async function* tarFrames(entries: ArchiveEntry[], pool: FramePool, frameSize: number, onBytes: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Frame> {
   let frame = await pool.acquire()

@@ -143,6 +143,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const handles: OpenSource[] = []
   let prepared: Promise<unknown> | null = null
   const scanner = new Scanner()
+  // Aborted by the caller's signal, or by a failure while the next space is being scanned ahead.
+  const stopScans = new AbortController()
+  const onAbort = () => stopScans.abort(o.signal?.reason)
+  if (o.signal?.aborted) onAbort()
+  else o.signal?.addEventListener('abort', onAbort, {once: true})
   try {
     const cleanedUp = await cleanupIncomplete(o.repo)
     for (const id of cleanedUp) o.reporter.warn(`removed the objects of incomplete backup ${id} (a run that did not finish)`)
@@ -201,7 +206,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           if (same) start = prev.end
           else rewritten.push(src.name)
         }
-        const scan = await scanner.scan(src, start, samples, 8, seen, o.signal)
+        const scan = await scanner.scan(src, start, samples, 8, seen, stopScans.signal)
         for (const d of scan.damage) spaceDamage.push({space: spaceId, file: src.name, ...d})
         if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
         const entry = start === 0 ? `${spaceId}/wal/${src.name}` : `${spaceId}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
@@ -283,7 +288,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       notes: note ? [note] : [],
       totals,
     })
-    lock.assertHeld() // the manifest commits the backup: only while the repository is still ours
+    await lock.assertHeld() // the manifest commits the backup: only while the repository is still ours
     await o.repo.writeManifest(manifest)
     for (const u of unlinked) o.reporter.warn(`captured ${u.space}/wal/${u.name} from an unlinked file still open in pid ${u.pid}`)
     return {
@@ -312,12 +317,15 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       damage,
     }
   } catch (error) {
+    // The next space's scan is not needed any more: stop waiting for it.
+    stopScans.abort(error)
     // Best effort: remove what this run wrote. A crash leaves them for the next run's cleanup.
     await o.repo.backend.delete(written).catch(() => {})
     throw error
   } finally {
     await prepared?.catch(() => {}) // it may still be opening files: let it finish before closing them
     await scanner.close() // before the descriptors it reads are closed
+    o.signal?.removeEventListener('abort', onAbort)
     for (const h of handles) await h.handle.close().catch(() => {})
     await lock.release().catch(() => {})
   }

@@ -91,8 +91,12 @@ export class Scanner {
     return reply.scan
   }
 
+  /** Stops the worker; a scan still waiting fails (its file may be half read). */
   async close(): Promise<void> {
     this.worker?.removeAllListeners('exit')
     await this.worker?.terminate()
+    const stopped = new Error('the backup scan worker was stopped')
+    for (const w of this.waiting.values()) w.reject(stopped)
+    this.waiting.clear()
   }
 }

@@ -100,7 +100,9 @@ export function zstdFrames(level: number, o: CompressOptions = {}) {
       const chunk = parts.length === 1 ? parts[0] : Buffer.concat(parts, length)
       parts = []
       length = 0
-      pending.push(compressFrame(chunk, level))
+      const p = compressFrame(chunk, level)
+      p.catch(() => {}) // awaited in turn; a failure while an older frame is awaited is not unhandled
+      pending.push(p)
     }
     for await (const c of source) {
       parts.push(c)

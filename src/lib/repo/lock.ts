@@ -8,8 +8,9 @@
  * second delete could remove the lease the first had just taken): breaking needs a guard object
  * (see breakStale). And a holder that was paused past its lease does not renew it over another
  * process's lease: it stops renewing, and `assertHeld()` fails before the holder commits anything.
- * What remains is the window between reading a lease and writing or deleting it (milliseconds);
- * closing it needs conditional writes that not every backend has.
+ * What remains: the window between reading a lease and writing or deleting it (milliseconds), and
+ * two waiters removing the same expired guard (needs a waiter to have died mid-break first); closing
+ * them needs conditional writes that not every backend has.
  */
 import {randomUUID} from 'node:crypto'
 import {hostname} from 'node:os'
@@ -37,8 +38,8 @@ export interface RepoLock {
   owner: LeaseOwner
   /** Leases broken to take this one (dead or expired holders). */
   broken: LeaseOwner[]
-  /** Throws LockedError (exit 12) if the lease lapsed or another process took it over. */
-  assertHeld(): void
+  /** Rejects with LockedError (exit 12) if the lease lapsed, is about to, or another process took it over. */
+  assertHeld(): Promise<void>
   release(): Promise<void>
 }
 
@@ -145,8 +146,14 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
   // process holds is lost for good: renewing it could overwrite the new holder's lease.
   let stopped = false
   let lost: string | null = null
+  // A lease is used (renewed, or relied on to commit) only while a third of its TTL remains: a
+  // renewal that lands just as the lease runs out could overwrite one another process took meanwhile.
+  const margin = Math.floor(ttl / 3)
   const checkExpiry = () => {
-    if (!lost && Date.now() >= leaseEnd) lost = `its lease ran out at ${new Date(leaseEnd).toISOString()} before it could be renewed`
+    if (!lost && Date.now() >= leaseEnd - margin) lost = `its lease was about to run out (at ${new Date(leaseEnd).toISOString()}) before it could be renewed`
+  }
+  const checkLease = (held: Lease | null) => {
+    if (!lost && held?.token !== token) lost = held ? `${held.owner.command} (pid ${held.owner.pid} on ${held.owner.host}) holds it now` : 'its lease was deleted by another process'
   }
   const renew = async () => {
     checkExpiry()
@@ -158,10 +165,7 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
       return // unreachable for now: try again at the next beat, while the lease lasts
     }
     if (stopped) return
-    if (held?.token !== token) {
-      lost = held ? `${held.owner.command} (pid ${held.owner.pid} on ${held.owner.host}) holds it now` : 'its lease was deleted by another process'
-      return
-    }
+    checkLease(held)
     checkExpiry()
     if (lost) return
     const b = body()
@@ -182,7 +186,11 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
   return {
     owner,
     broken,
-    assertHeld() {
+    async assertHeld() {
+      // Read the lease itself, not only what this process remembers: it must still be ours, with a
+      // margin left, when something is committed under it.
+      checkExpiry()
+      if (!lost) checkLease(await readLease(backend))
       checkExpiry()
       if (lost) {
         throw new LockedError(`lost the repository lock on ${backend.url}: ${lost}`, {

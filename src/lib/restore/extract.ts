@@ -53,19 +53,29 @@ export function checkEntryPath(path: string, space: string, archiveKey: string):
  * fsync of restored files, started as each file is complete and awaited before the restore is
  * declared done: the disk writes one file back while the next one is being decompressed.
  */
+const MAX_PENDING_SYNCS = 4
+
 class PendingSyncs {
   private readonly pending: Array<Promise<void>> = []
+  private error: unknown = null
 
-  add(fh: FileHandle): void {
+  /**
+   * Starts the fsync of a finished file (the handle is closed after it). At most MAX_PENDING_SYNCS
+   * run at once: more would hold descriptors and thread-pool threads that decompression needs.
+   */
+  async add(fh: FileHandle): Promise<void> {
+    while (this.pending.length >= MAX_PENDING_SYNCS) await this.pending.shift()
     const p = fh.sync().finally(() => fh.close())
-    p.catch(() => {}) // surfaced by settle()
-    this.pending.push(p)
+    this.pending.push(
+      p.catch((error: unknown) => {
+        this.error ??= error
+      }),
+    )
   }
 
   async settle(): Promise<void> {
-    const results = await Promise.allSettled(this.pending.splice(0))
-    const failed = results.find((r) => r.status === 'rejected')
-    if (failed) throw (failed as PromiseRejectedResult).reason
+    await Promise.all(this.pending.splice(0))
+    if (this.error) throw this.error
   }
 }
 
@@ -140,7 +150,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
         }
         complete = true
       } finally {
-        if (complete) syncs.add(fh)
+        if (complete) await syncs.add(fh)
         else await fh.close()
       }
     }

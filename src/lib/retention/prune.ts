@@ -38,7 +38,7 @@ export async function runPrune(repo: Repository, policy: RetentionPolicy, o: {ap
     if (o.apply) {
       for (const id of doomed) {
         o.signal?.throwIfAborted()
-        lock?.assertHeld()
+        await lock?.assertHeld()
         await repo.backend.delete([manifestKey(id)])
         const keys: string[] = []
         for await (const obj of repo.backend.list(backupPrefix(id))) keys.push(obj.key)
