@@ -88,17 +88,16 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
   const seen = new Set<string>()
   const walDir = join(staging, space, 'wal')
   await mkdir(walDir, {recursive: true, mode: 0o755})
-  // The whole-object sha256 is what `backup verify --level 2` checks. While restoring, a zstd archive's
-  // bytes are already covered end to end: each frame's content checksum (verified by zstd), the frame
-  // index sizes, tar header checksums, each file's sha256 and the object size. Hashing the object as
-  // well cost a third of the restore's main thread and would catch nothing those miss, so it is
-  // done only for uncompressed archives, whose padding no other check covers.
-  const objectHash = m.compression.codec === 'zstd' ? null : createHash('sha256')
+  // The whole object is hashed too, although zstd's content checksums, the frame index, tar header
+  // checksums and each file's sha256 already cover every byte that reaches a restored file: some bits
+  // of a zstd frame (the window descriptor, parts of entropy table headers) can flip without changing
+  // the output, and a flipped byte anywhere must fail the restore (measured by the integrity test).
+  const objectHash = createHash('sha256')
   let objectSize = 0
   const body = await repo.backend.get(archive.key, {signal})
   const hashing = async function* (src: AsyncIterable<Buffer>) {
     for await (const c of src) {
-      objectHash?.update(c)
+      objectHash.update(c)
       objectSize += c.length
       yield c
     }
@@ -172,7 +171,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       cause: error,
     })
   }
-  if (objectSize !== archive.size || (objectHash && objectHash.digest('hex') !== archive.sha256)) {
+  if (objectSize !== archive.size || objectHash.digest('hex') !== archive.sha256) {
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and sha256 in the manifest`, {
       code: 'CHECKSUM_MISMATCH',
       subject: archive.key,
