@@ -8,5 +8,11 @@ if (process.env.UV_THREADPOOL_SIZE === undefined && (first === 'restore' || (fir
   process.env.UV_THREADPOOL_SIZE = '8'
 }
 
+// `engram-ops backup list | head` closes the pipe before the output ends: that is not an error.
+process.stdout.on('error', (error) => {
+  if (error.code === 'EPIPE') process.exit(0)
+  throw error
+})
+
 const {execute} = await import('@oclif/core')
 await execute({dir: import.meta.url})

@@ -147,7 +147,8 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
   }
   const end = reader.end!
   const result: ScanResult = {...r, records: recordsAtCut, damage: r.damage.slice(0, damageAtCut)}
-  if (r.records > recordsAtCut) result.damage.push({offset: r.cut, kind: 'bad_payload_crc', detail: `${r.records - recordsAtCut} records after the last valid one were left out`})
+  const leftOut = r.records - recordsAtCut
+  if (leftOut > 0) result.damage.push({offset: r.cut, kind: 'bad_payload_crc', detail: `${leftOut} ${leftOut === 1 ? 'record after the last valid one was' : 'records after the last valid one were'} left out (payload CRC mismatch)`})
   switch (end.kind) {
     case 'bad_header':
       result.damage.push({offset: end.offset, kind: 'bad_header', detail: `${end.error}; ${end.bytesDiscarded} bytes Engram cannot read were left out`})

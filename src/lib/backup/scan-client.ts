@@ -34,7 +34,7 @@ function workerUrl(): URL {
 }
 
 /** Backups that scan less than this in all are scanned on the main thread. */
-const INLINE_SCAN_BYTES = 32 * 1024 * 1024
+export const INLINE_SCAN_BYTES = 32 * 1024 * 1024
 
 export class Scanner {
   private worker: Worker | null = null
