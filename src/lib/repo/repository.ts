@@ -175,7 +175,16 @@ export class Repository {
       .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.id < b.id ? -1 : 1))
   }
 
+  /**
+   * Verified manifests by id, as the JSON read (parsed anew for each caller, who may change it). A
+   * manifest never changes once written, and one command reads the same ones several times: a backup
+   * lists the repository for its cleanup, again for its parent, then walks the parent's chain.
+   */
+  private readonly manifests = new Map<string, string>()
+
   async manifest(id: string): Promise<Manifest> {
+    const known = this.manifests.get(id)
+    if (known !== undefined) return JSON.parse(known) as Manifest
     let raw: Buffer
     try {
       raw = await readAll(await this.backend.get(manifestKey(id)))
@@ -203,11 +212,20 @@ export class Repository {
         suggestion: 'The backup cannot be trusted; take a new full backup and prune this one.',
       })
     }
+    this.manifests.set(id, raw.toString('utf8'))
     return m
   }
 
   async writeManifest(m: Manifest): Promise<void> {
-    await this.backend.put(manifestKey(m.id), Buffer.from(`${JSON.stringify(m, null, 2)}\n`))
+    const text = `${JSON.stringify(m, null, 2)}\n`
+    await this.backend.put(manifestKey(m.id), Buffer.from(text))
+    this.manifests.set(m.id, text)
+  }
+
+  /** Deletes a backup's manifest (first, so an interrupted deletion never leaves it looking complete). */
+  async deleteManifest(id: string): Promise<void> {
+    this.manifests.delete(id)
+    await this.backend.delete([manifestKey(id)])
   }
 
   /** Manifests from the full backup down to `id`. */

@@ -5,7 +5,7 @@
  * second run removes whatever a crash left. Running it twice in a row deletes nothing the second time.
  */
 import {cleanupIncomplete} from '../backup/backup.js'
-import {backupPrefix, manifestKey} from '../repo/layout.js'
+import {manifestKey} from '../repo/layout.js'
 import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
 import type {Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
@@ -34,15 +34,14 @@ export async function runPrune(repo: Repository, policy: RetentionPolicy, o: {ap
     const decisions = planRetention(complete, policy)
     const doomed = decisions.filter((d) => !d.keep).map((d) => d.id)
     const sizes = new Map(all.map((b) => [b.id, b.bytes]))
+    const keysOf = new Map(all.map((b) => [b.id, b.keys]))
     const freedBytes = [...doomed, ...incomplete.map((b) => b.id)].reduce((a, id) => a + (sizes.get(id) ?? 0), 0)
     if (o.apply) {
       for (const id of doomed) {
         o.signal?.throwIfAborted()
         await lock?.assertHeld()
-        await repo.backend.delete([manifestKey(id)])
-        const keys: string[] = []
-        for await (const obj of repo.backend.list(backupPrefix(id))) keys.push(obj.key)
-        await repo.backend.delete(keys)
+        await repo.deleteManifest(id)
+        await repo.backend.delete(keysOf.get(id)!.filter((k) => k !== manifestKey(id)))
         o.reporter.info(`deleted backup ${id}`)
       }
       const cleaned = await cleanupIncomplete(repo)
