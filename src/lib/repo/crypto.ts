@@ -75,10 +75,13 @@ function nonce(prefix: Buffer, index: number): Buffer {
   return n
 }
 
-function sealChunk(dataKey: Buffer, key: string, prefix: Buffer, index: number, plain: Buffer, final: boolean): Buffer {
+/** The sealed chunk as ciphertext and tag (GCM's final() adds no bytes; joining them would copy the chunk). */
+function sealChunk(dataKey: Buffer, key: string, prefix: Buffer, index: number, plain: Buffer, final: boolean): Buffer[] {
   const c = createCipheriv('aes-256-gcm', dataKey, nonce(prefix, index))
   c.setAAD(aad(key, index, final))
-  return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()])
+  const out = c.update(plain)
+  c.final()
+  return [out, c.getAuthTag()]
 }
 
 function openChunk(dataKey: Buffer, key: string, prefix: Buffer, index: number, sealed: Buffer, final: boolean): Buffer {
@@ -86,7 +89,9 @@ function openChunk(dataKey: Buffer, key: string, prefix: Buffer, index: number, 
   d.setAAD(aad(key, index, final))
   d.setAuthTag(sealed.subarray(sealed.length - TAG))
   try {
-    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - TAG)), d.final()])
+    const out = d.update(sealed.subarray(0, sealed.length - TAG))
+    d.final() // checks the tag (adds no bytes): nothing is returned before it passes
+    return out
   } catch {
     throw new IntegrityError(`${key}: chunk ${index} fails its authentication tag (damaged, truncated or tampered with)`, {
       code: 'AUTH_TAG_MISMATCH',
@@ -105,25 +110,35 @@ export async function* encryptStream(dataKey: Buffer, key: string, source: Async
   for await (const c of source) {
     pending.push(c)
     length += c.length
-    // Hold back at least one byte so the last chunk is known when the source ends.
-    while (length > CHUNK) {
-      const all = Buffer.concat(pending, length)
-      yield sealChunk(dataKey, key, prefix, index++, all.subarray(0, CHUNK), false)
-      pending = [all.subarray(CHUNK)]
-      length -= CHUNK
+    // Hold back at least one byte so the last chunk is known when the source ends. Pieces are joined
+    // once per arrival that completes a chunk, not once per chunk cut from them.
+    if (length > CHUNK) {
+      let all = Buffer.concat(pending, length)
+      while (all.length > CHUNK) {
+        yield* sealChunk(dataKey, key, prefix, index++, all.subarray(0, CHUNK), false)
+        all = all.subarray(CHUNK)
+      }
+      pending = [all]
+      length = all.length
     }
   }
-  yield sealChunk(dataKey, key, prefix, index, Buffer.concat(pending, length), true)
+  yield* sealChunk(dataKey, key, prefix, index, Buffer.concat(pending, length), true)
 }
 
 export async function* decryptStream(dataKey: Buffer, key: string, source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let buf: Buffer = Buffer.alloc(0)
   let prefix: Buffer | null = null
   let index = 0
+  // Pieces (an S3 body arrives in small ones) are collected and joined once a sealed chunk is
+  // complete: joining at every piece copied each chunk dozens of times.
+  let parts: Buffer[] = []
+  let length = 0
   for await (const c of source) {
-    buf = buf.length === 0 ? (c as Buffer) : Buffer.concat([buf, c as Buffer])
+    parts.push(c as Buffer)
+    length += (c as Buffer).length
+    if (length <= (prefix ? CHUNK + TAG : HEADER - 1)) continue
+    buf = parts.length === 1 ? parts[0] : Buffer.concat(parts, length)
     if (!prefix) {
-      if (buf.length < HEADER) continue
       if (!buf.subarray(0, 8).equals(MAGIC)) throw new IntegrityError(`${key}: not an encrypted object`, {code: 'AUTH_TAG_MISMATCH', subject: key, suggestion: 'The object was replaced or damaged; restore an older backup.'})
       prefix = Buffer.from(buf.subarray(8, HEADER))
       buf = buf.subarray(HEADER)
@@ -133,7 +148,10 @@ export async function* decryptStream(dataKey: Buffer, key: string, source: Async
       yield openChunk(dataKey, key, prefix, index++, buf.subarray(0, CHUNK + TAG), false)
       buf = buf.subarray(CHUNK + TAG)
     }
+    parts = [buf]
+    length = buf.length
   }
+  buf = Buffer.concat(parts, length)
   if (!prefix || buf.length < TAG) throw new IntegrityError(`${key}: encrypted object is truncated`, {code: 'AUTH_TAG_MISMATCH', subject: key, suggestion: 'The object is damaged; restore an older backup.'})
   yield openChunk(dataKey, key, prefix, index, buf, true)
 }
