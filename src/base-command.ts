@@ -6,7 +6,7 @@ import {Command, Flags, settings} from '@oclif/core'
 
 import {readFile} from 'node:fs/promises'
 
-import {ExitCode, fsError, type OpsError, toOpsError} from './lib/errors.js'
+import {ExitCode, fsError, InterruptedError, type OpsError, toOpsError} from './lib/errors.js'
 import {openRepository} from './lib/repo/open.js'
 import type {Repository} from './lib/repo/repository.js'
 import type {S3Overrides} from './lib/repo/url.js'
@@ -32,7 +32,8 @@ export abstract class OpsCommand extends Command {
     await super.init()
     const stop = (sig: NodeJS.Signals) => {
       if (this.abort.signal.aborted) process.exit(130) // second signal: give up on cleanup
-      this.abort.abort(new Error(`interrupted by ${sig}`))
+      // The reason is what aborted work rethrows (throwIfAborted): already the exit-130 error.
+      this.abort.abort(new InterruptedError(`interrupted by ${sig}`))
     }
     process.once('SIGINT', () => stop('SIGINT'))
     process.once('SIGTERM', () => stop('SIGTERM'))

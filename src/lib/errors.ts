@@ -162,7 +162,7 @@ export function toOpsError(err: unknown): OpsError {
     const exit = (err.oclif?.exit ?? ExitCode.usage) as ExitCodeValue
     return new OpsError(err.message, {code: 'USAGE', exit, cause: err, suggestion: 'See --help for the flags this command takes.'})
   }
-  if ((err as Error)?.name === 'AbortError' || /^interrupted by SIG/.test((err as Error)?.message ?? '')) return new InterruptedError()
+  if ((err as Error)?.name === 'AbortError') return new InterruptedError()
   const message = err instanceof Error ? err.message : String(err)
   return new OpsError(`unexpected error: ${message}`, {
     code: 'UNEXPECTED',

@@ -33,6 +33,7 @@ import {
   type SystemHealth,
   type Tier,
 } from './types.js'
+import {redactUrl} from '../repo/url.js'
 
 export interface AdminClientOptions {
   /** e.g. http://127.0.0.1:7432 (Engram's default port). */
@@ -131,7 +132,7 @@ export class AdminClient {
       base = new URL('invalid:')
     }
     if (base.protocol !== 'http:' && base.protocol !== 'https:') {
-      throw new UsageError(`not an http(s) URL: ${JSON.stringify(o.baseUrl.replace(/\/\/[^/@]*@/, '//'))}`, {
+      throw new UsageError(`not an http(s) URL: ${JSON.stringify(redactUrl(o.baseUrl))}`, {
         code: 'BAD_URL',
         suggestion: 'Pass the server address like http://127.0.0.1:7432.',
       })

@@ -6,8 +6,8 @@
 import {randomBytes} from 'node:crypto'
 
 import {ExitCode, type ExitCodeValue, OpsError} from '../errors.js'
-import {BackendError, readAll, type RepositoryBackend} from './backend.js'
-import {LOCK_KEY} from './layout.js'
+import {readAll, type RepositoryBackend} from './backend.js'
+import {readLease} from './lock.js'
 
 export interface CheckItem {
   name: string
@@ -77,14 +77,10 @@ export async function checkRepository(backend: RepositoryBackend, o: {minFreeByt
     })
   }
   await step('lock', async () => {
-    try {
-      const lease = JSON.parse((await readAll(await backend.get(LOCK_KEY))).toString('utf8')) as {owner: {host: string; pid: number; command: string}; expiresAt: string}
-      const expired = Date.parse(lease.expiresAt) < Date.now()
-      return `held by ${lease.owner.command} (pid ${lease.owner.pid} on ${lease.owner.host}), lease ${expired ? 'expired' : `until ${lease.expiresAt}`}`
-    } catch (error) {
-      if (error instanceof BackendError && error.kind === 'not-found') return 'free'
-      throw error
-    }
+    const lease = await readLease(backend)
+    if (!lease) return 'free'
+    const expired = Date.parse(lease.expiresAt) < Date.now()
+    return `held by ${lease.owner.command} (pid ${lease.owner.pid} on ${lease.owner.host}), lease ${expired ? 'expired' : `until ${lease.expiresAt}`}`
   })
   return {repo: backend.url, ok: checks.every((c) => c.ok), checks}
 }

@@ -28,7 +28,7 @@ export interface LeaseOwner {
   startedAt: string
 }
 
-interface Lease {
+export interface Lease {
   owner: LeaseOwner
   token: string
   expiresAt: string
@@ -59,7 +59,8 @@ const BREAK_KEY = `${LOCK_KEY}.break`
 /** A guard older than this was left by a waiter that died while breaking a lease. */
 const BREAK_TTL_MS = 30_000
 
-async function readLease(backend: RepositoryBackend, key = LOCK_KEY): Promise<Lease | null> {
+/** The lease at `key` (default: the repository lock); null if free; an unreadable one reads as expired. */
+export async function readLease(backend: RepositoryBackend, key = LOCK_KEY): Promise<Lease | null> {
   try {
     return JSON.parse((await readAll(await backend.get(key))).toString('utf8')) as Lease
   } catch (error) {

@@ -86,11 +86,14 @@ export interface Manifest {
   checksum: string
 }
 
-export function manifestChecksum(m: Manifest): string {
+/** The checksum a self-describing JSON document (a manifest, the repository config) carries of itself: sha256 of its JSON with `checksum` set to "". */
+export function selfChecksum(doc: {checksum: string}): string {
   return createHash('sha256')
-    .update(JSON.stringify({...m, checksum: ''}))
+    .update(JSON.stringify({...doc, checksum: ''}))
     .digest('hex')
 }
+
+export const manifestChecksum = (m: Manifest): string => selfChecksum(m)
 
 export function sealManifest(m: Omit<Manifest, 'checksum'>): Manifest {
   const full = {...m, checksum: ''} as Manifest

@@ -2,13 +2,13 @@
  * A backup repository on some backend: its config object, its backups (complete = has a manifest),
  * manifests and verification records. Knows keys and JSON, never bytes on an Engram disk.
  */
-import {createHash, randomBytes, randomUUID} from 'node:crypto'
+import {randomBytes, randomUUID} from 'node:crypto'
 
 import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
 import {EncryptedBackend, type EncryptionConfig, unwrapKey, wrapKey} from './crypto.js'
 import {BACKUPS_PREFIX, backupIdOfKey, manifestKey, REPO_CONFIG_KEY, verificationKey} from './layout.js'
-import {type Manifest, MANIFEST_FORMAT, manifestChecksum} from './manifest.js'
+import {type Manifest, MANIFEST_FORMAT, manifestChecksum, selfChecksum} from './manifest.js'
 
 export const REPO_FORMAT = 'engram-ops-repo/1'
 
@@ -29,11 +29,7 @@ export interface OpenOptions {
   passphrase?: string
 }
 
-export function repoConfigChecksum(c: RepoConfig): string {
-  return createHash('sha256')
-    .update(JSON.stringify({...c, checksum: ''}))
-    .digest('hex')
-}
+export const repoConfigChecksum = (c: RepoConfig): string => selfChecksum(c)
 
 export interface BackupEntry {
   id: string

@@ -10,9 +10,8 @@ import {mkdir, open, rm, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {SPACE_SUBDIRS} from '../engine/layout.js'
-import {IntegrityError} from '../errors.js'
+import {IntegrityError, OpsError} from '../errors.js'
 import {EarlyWriteback} from '../writeback.js'
-import {BackendError} from '../repo/backend.js'
 import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
@@ -162,8 +161,8 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
     // A decompressor that failed has already finished without closing its source, so the object
     // stream would stay open (its file handle closed only by the GC): close it here in any case.
     body.destroy()
-    // A backend failure (unreachable, reset, denied) is not damage: keep its kind and exit code.
-    if (error instanceof IntegrityError || error instanceof BackendError || (error as Error)?.name === 'AbortError') throw error
+    // Errors already classified (damage found, a backend failure, an interruption) keep their kind and exit code.
+    if (error instanceof OpsError || (error as Error)?.name === 'AbortError') throw error
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {
       code: 'ARCHIVE_CORRUPT',
       subject: archive.key,
