@@ -4,7 +4,6 @@
  * the real `zstd` and `tar` binaries, never with the code under test.
  */
 import {type ChildProcess, execFileSync, spawn} from 'node:child_process'
-import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {cp, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -28,7 +27,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {type RestoreOptions, type RestoreResult, runRestore} from '../../src/lib/restore/restore.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
-import {repoRoot} from '../support/fixtures.js'
+import {repoRoot, sha256} from '../support/fixtures.js'
 import {runCli} from '../support/cli.js'
 
 const BIN = join(repoRoot, 'bin', 'run.js')
@@ -84,7 +83,6 @@ async function restore(repo: Repository, to: string, o: Partial<RestoreOptions> 
   return {...r, reporter}
 }
 
-const sha256 = (b: Buffer | Uint8Array) => createHash('sha256').update(b).digest('hex')
 
 /** Every path under `root`: directories as "dir", files as "file <mode> <size> <sha256>". */
 async function tree(root: string): Promise<Record<string, string>> {

@@ -5,16 +5,14 @@
  * by record, and hashes the range again when records past the cut were hashed too), the damage is
  * reported per file, and a restore gives those bytes back.
  */
-import {createHash} from 'node:crypto'
 import {cp, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {runCli} from '../support/cli.js'
-import {fixturesRoot, type Json, loadExpected} from '../support/fixtures.js'
+import {fixturesRoot, type Json, loadExpected, sha256} from '../support/fixtures.js'
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 
 /** A copy of the basic fixture's file whose last record's payload is corrupted: it sorts after the damaged set. */
 const BAD_LAST = 'wal-0000000065f0ffff.log'

@@ -11,7 +11,6 @@
  * Backups and restores run through the built CLI (dist/); verification and object inspection
  * in-process (src/).
  */
-import {createHash} from 'node:crypto'
 import {existsSync} from 'node:fs'
 import {lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -28,13 +27,12 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {runRestore} from '../../src/lib/restore/restore.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
-import {repoRoot} from '../support/fixtures.js'
+import {repoRoot, sha256} from '../support/fixtures.js'
 import {runCli} from '../support/cli.js'
-
+import {filesUnder} from '../support/files.js'
 
 const cli = runCli
 
-const sha256 = (b: Uint8Array | string) => createHash('sha256').update(b).digest('hex')
 const reporter = createReporter({json: true, quiet: true})
 
 /** Everything under `dir` (files with size, mode and sha256; directories; symlinks with their target). */
@@ -72,13 +70,6 @@ async function openRepoFiles(): Promise<string[]> {
 async function expectNoRepoFilesOpen(): Promise<void> {
   for (let i = 0; i < 50 && (await openRepoFiles()).length > 0; i++) await new Promise((r) => setTimeout(r, 20))
   expect(await openRepoFiles()).toEqual([])
-}
-
-/** Every file under `dir`, as '/'-separated paths relative to it, sorted. */
-async function filesUnder(dir: string): Promise<string[]> {
-  return Object.keys(await snapshot(dir))
-    .filter((k) => !k.endsWith('/'))
-    .sort()
 }
 
 const SPACES = ['default', 'tenant-001']

@@ -3,7 +3,6 @@
  * the manifest it writes (per-file ranges, sha256, record counts, samples) must be exactly right, and
  * the backup restores byte for byte and passes level 3.
  */
-import {createHash} from 'node:crypto'
 import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -11,9 +10,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {INLINE_SCAN_BYTES} from '../../src/lib/backup/scan-client.js'
 import {runCli} from '../support/cli.js'
-import type {Json} from '../support/fixtures.js'
+import {type Json, sha256} from '../support/fixtures.js'
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 
 let tmp: string
 let data: string

@@ -25,7 +25,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
 import {repoRoot} from '../support/fixtures.js'
-import {filesUnder} from '../support/files.js'
+import {fileContents, filesUnder} from '../support/files.js'
 import {runCli} from '../support/cli.js'
 
 
@@ -104,7 +104,7 @@ beforeAll(async () => {
   expect(i.code, i.stderr).toBe(0)
   incr = JSON.parse(i.stdout).id
   expect(JSON.parse(i.stdout)).toMatchObject({type: 'incremental', parent: full})
-  for (const f of await filesUnder(repoDir)) pristine.set(f, await readFile(join(repoDir, ...f.split('/'))))
+  for (const [f, bytes] of await fileContents(repoDir)) pristine.set(f, bytes)
 }, 120_000)
 
 afterEach(async () => {

@@ -23,6 +23,7 @@ import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
+import {unwrap} from '../support/cli.js'
 import {repoRoot} from '../support/fixtures.js'
 import {filesUnder} from '../support/files.js'
 
@@ -57,9 +58,6 @@ const debug = (...a: unknown[]) => {
   if (process.env.CRASH_DEBUG) console.log(new Date().toISOString(), ...a)
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-/** stderr with oclif's line wrapping undone. */
-const unwrap = (text: string) => text.replace(/\s+›?\s*/g, ' ')
-
 
 interface ListRow {
   id: string

@@ -9,7 +9,7 @@
  *  - `repo key change` rewraps the key: the old passphrase fails (13), the new one restores
  *    byte-identical data, and no backup object changes.
  */
-import {createHash, randomBytes} from 'node:crypto'
+import {randomBytes} from 'node:crypto'
 import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join, relative} from 'node:path'
@@ -26,13 +26,13 @@ import {type EncryptionConfig, unwrapKey} from '../../src/lib/repo/crypto.js'
 import {REPO_CONFIG_KEY} from '../../src/lib/repo/layout.js'
 import {type CliRun, runCli, type S3rverHandle, startS3rver} from '../support/s3.js'
 import {fileContents} from '../support/files.js'
+import {sha256 as sha} from '../support/fixtures.js'
 
 const MS = 1_000_000n
 const PASS = `pass ${randomBytes(9).toString('hex')} phrase`
 const WRONG = `wrong ${randomBytes(9).toString('hex')}`
 const NEW_PASS = `new-${randomBytes(9).toString('hex')}-phrase`
 const SECRETS = [PASS, WRONG, NEW_PASS]
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 
 let s3: S3rverHandle
 let root: string

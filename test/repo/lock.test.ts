@@ -25,6 +25,7 @@ import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import {LOCK_KEY} from '../../src/lib/repo/layout.js'
 import {acquireRepoLock, type LeaseOwner} from '../../src/lib/repo/lock.js'
 import {Repository} from '../../src/lib/repo/repository.js'
+import {unwrap} from '../support/cli.js'
 import {repoRoot} from '../support/fixtures.js'
 
 interface Run {
@@ -53,9 +54,6 @@ function cli(args: string[], onStderr?: (soFar: string) => void): Promise<Run> {
     child.on('close', (code) => resolve({code, stdout, stderr, ms: Date.now() - started}))
   })
 }
-
-/** stderr with oclif's line wrapping undone. */
-const unwrap = (text: string) => text.replace(/\s+›?\s*/g, ' ')
 
 /** The pid of a process that has exited (and was reaped). */
 async function deadPid(): Promise<number> {

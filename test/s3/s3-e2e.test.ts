@@ -5,7 +5,6 @@
  * prune. The CLI runs in child processes (async spawn: s3rver serves from this process's event loop)
  * with its own empty TMPDIR, watched while it backs up: the archives stream to S3 with no local file.
  */
-import {createHash} from 'node:crypto'
 import {watch, type FSWatcher} from 'node:fs'
 import {mkdir, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -20,6 +19,7 @@ import {S3Backend} from '../../src/lib/repo/backends/s3.js'
 import {Repository} from '../../src/lib/repo/repository.js'
 import {runCli, type S3rverHandle, startS3rver} from '../support/s3.js'
 import {fileContents} from '../support/files.js'
+import {sha256 as sha} from '../support/fixtures.js'
 
 const MS = 1_000_000n
 const MiB = 1024 * 1024
@@ -28,7 +28,6 @@ const nowNs = () => BigInt(Date.now()) * MS
 
 const files = fileContents
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 const digest = (m: Map<string, Buffer>) => Object.fromEntries([...m].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, `${v.length}:${sha(v)}`]))
 
 /* eslint-disable @typescript-eslint/no-explicit-any */

@@ -50,3 +50,6 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRun
     })
   })
 }
+
+/** stderr with oclif's line wrapping (and its "›" continuation marks) undone. */
+export const unwrap = (text: string) => text.replace(/\s+›?\s*/g, ' ')

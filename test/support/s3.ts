@@ -44,17 +44,12 @@ export function useS3Credentials(): void {
   delete process.env.AWS_SESSION_TOKEN
 }
 
-/**
- * Runs the BUILT CLI (bin/run.js over dist/) asynchronously, with the s3rver credentials in its
- * environment, so an in-process s3rver keeps serving while it runs. Killed after `timeoutMs`.
- */
 /** The CLI with the s3rver credentials in its environment (see test/support/cli.ts). */
 export function runCli(args: string[], o: CliOptions = {}): Promise<CliRun> {
   return runBuiltCli(args, {...o, env: {...S3_ENV, ...o.env}})
 }
 
-/** stderr with oclif's line wrapping (and its "›" continuation marks) undone. */
-export const unwrap = (text: string) => text.replace(/\s+›?\s*/g, ' ')
+export {unwrap} from './cli.js'
 
 export interface UrlOptions {
   partSize?: string
