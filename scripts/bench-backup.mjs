@@ -1,20 +1,10 @@
 // Backup benchmark (issue 3): full backup against `tar -cf - DIR | zstd -3 -T0` on the same data,
 // peak RSS at two data sizes, incremental after a 1 % append, restore against `zstd -dc | tar -x`,
 // and level-3 verification and PITR throughput.
-import {mkdirSync, readdirSync, rmSync, statSync} from 'node:fs'
+import {readdirSync, rmSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {fmtMiB, fmtMiBs, fmtS, machine, median, MiB, runCli, scratch, sh, writeSection} from './bench-lib.mjs'
-
-const walBytes = (dir) =>
-  readdirSync(dir).reduce((a, space) => {
-    const w = join(dir, space, 'wal')
-    try {
-      return a + readdirSync(w).reduce((b, f) => b + statSync(join(w, f)).size, 0)
-    } catch {
-      return a
-    }
-  }, 0)
+import {fmtMiB, fmtMiBs, fmtS, machine, median, MiB, pass, runCli, scratch, sh, walBytes, writeSection} from './bench-lib.mjs'
 
 const storedBytes = (repo) => {
   const dir = join(repo, 'backups')
@@ -141,7 +131,6 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   rmSync(bigRun.repo, {recursive: true, force: true})
   rmSync(big, {recursive: true, force: true})
 
-  const pass = (ok) => (ok ? 'meets the bar' : '**misses the bar**')
   const fullRatio = baseMs / fullMs
   const restoreRatio = bMs / rMs
   const incrPct = (100 * incr.ms) / fullMs

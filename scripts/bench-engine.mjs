@@ -1,26 +1,15 @@
 // Engine benchmark (issue 2): writer throughput, WAL scan (full CRC + payload decode) against
 // sha256sum of the same files, peak RSS at two data sizes, and raw CRC-32C speed.
-import {readdirSync, rmSync, statSync} from 'node:fs'
-import {join} from 'node:path'
+import {rmSync} from 'node:fs'
 import {crc32 as zlibCrc32} from 'node:zlib'
 
-import {fmtMiB, fmtMiBs, fmtS, GiB, machine, median, MiB, runCli, scratch, sh, writeSection} from './bench-lib.mjs'
+import {bytesOf, fmtMiB, fmtMiBs, fmtS, GiB, machine, median, MiB, pass, runCli, scratch, sh, walFiles, writeSection} from './bench-lib.mjs'
 
 export async function benchEngine({sizeGiB = 1, runs = 3} = {}) {
   const lines = []
   const log = (s) => {
     console.log(s)
   }
-  const walFiles = (dir) =>
-    readdirSync(dir).flatMap((space) => {
-      const w = join(dir, space, 'wal')
-      try {
-        return readdirSync(w).map((f) => join(w, f))
-      } catch {
-        return []
-      }
-    })
-  const bytesOf = (files) => files.reduce((a, f) => a + statSync(f).size, 0)
 
   // 1. Writer: generate the big data dir (fsync per batch, as Engram's PerBatch mode).
   const big = scratch('engine-big')
@@ -79,7 +68,6 @@ export async function benchEngine({sizeGiB = 1, runs = 3} = {}) {
   rmSync(big, {recursive: true, force: true})
   rmSync(small, {recursive: true, force: true})
 
-  const pass = (ok) => (ok ? 'meets the bar' : '**misses the bar**')
   const scanRatio = shaMs / scanMs
   lines.push(
     `## Engine: WAL writer and scan (issue 2)`,

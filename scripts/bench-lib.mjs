@@ -1,7 +1,7 @@
 // Shared helpers for `npm run bench`: timing external commands, medians, peak RSS, and writing one
 // section of docs/benchmarks.md. Benchmarks are scripts, never timed tests.
 import {spawn} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {cpus, totalmem, tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -48,6 +48,24 @@ export const GiB = 1024 * MiB
 export const fmtMiBs = (bytes, ms) => `${((bytes / MiB) / (ms / 1000)).toFixed(0)} MiB/s`
 export const fmtMiB = (bytes) => `${(bytes / MiB).toFixed(0)} MiB`
 export const fmtS = (ms) => `${(ms / 1000).toFixed(2)} s`
+
+/** The WAL files of an Engram data root (DIR/<space>/wal/*). */
+export function walFiles(dir) {
+  return readdirSync(dir).flatMap((space) => {
+    const w = join(dir, space, 'wal')
+    try {
+      return readdirSync(w).map((f) => join(w, f))
+    } catch {
+      return []
+    }
+  })
+}
+
+export const bytesOf = (files) => files.reduce((a, f) => a + statSync(f).size, 0)
+export const walBytes = (dir) => bytesOf(walFiles(dir))
+
+/** The verdict cell of a bar in docs/benchmarks.md. */
+export const pass = (ok) => (ok ? 'meets the bar' : '**misses the bar**')
 
 export function scratch(name) {
   return mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), `engram-bench-${name}-`))

@@ -6,11 +6,7 @@ import {join} from 'node:path'
 
 import S3rver from 's3rver'
 
-import {fmtMiB, fmtMiBs, fmtS, machine, median, MiB, runCli, scratch, sh, writeSection} from './bench-lib.mjs'
-
-async function walBytes(dir) {
-  return Number((await sh(`find '${dir}' -name 'wal-*.log' -printf '%s\\n' | awk '{s+=$1} END {print s}'`, {stdout: 'pipe'})).out.trim())
-}
+import {fmtMiB, fmtMiBs, fmtS, machine, median, MiB, pass, runCli, scratch, sh, walBytes, writeSection} from './bench-lib.mjs'
 
 export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   const log = (s) => console.log(s)
@@ -23,7 +19,7 @@ export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   try {
     const data = scratch('s3-data')
     await runCli(['engine', 'generate', '--data-dir', data, '--size', `${sizeGiB}GiB`, '--spaces', '4', '--no-fsync'])
-    const bytes = await walBytes(data)
+    const bytes = walBytes(data)
 
     const local = []
     const s3 = []
@@ -71,7 +67,7 @@ export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
 
     const big = scratch('s3-big')
     await runCli(['engine', 'generate', '--data-dir', big, '--size', `${largeGiB}GiB`, '--spaces', '4', '--no-fsync'])
-    const bigBytes = await walBytes(big)
+    const bigBytes = walBytes(big)
     const url = s3url()
     await runCli(['repo', 'init', '--repo', url], {env})
     const bigRun = await runCli(['backup', 'full', '--data-dir', big, '--repo', url, '--quiet'], {env})
@@ -81,7 +77,6 @@ export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
     rmSync(bigRestoreDir, {recursive: true, force: true})
     rmSync(big, {recursive: true, force: true})
 
-    const pass = (ok) => (ok ? 'meets the bar' : '**misses the bar**')
     const flat = (a, b) => b <= a * 1.25
     writeSection(
       's3',

@@ -37,8 +37,8 @@ function run(args, {show = true, json = false} = {}) {
   })
 }
 
-function serve() {
-  const child = spawn(process.execPath, [cli, 'engine', 'serve', '--data-dir', dataDir, '--port', '0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
+function serve(dir = dataDir) {
+  const child = spawn(process.execPath, [cli, 'engine', 'serve', '--data-dir', dir, '--port', '0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
   return new Promise((resolve, reject) => {
     createInterface({input: child.stdout}).once('line', (line) => resolve({child, ...JSON.parse(line)}))
     child.once('exit', (code) => reject(new Error(`engine serve exited ${code} before listening`)))
@@ -108,11 +108,7 @@ try {
   say(`   restored chain ${pitr.chain.map((c) => c.id).join(' -> ')}: ${pitr.pitrResult.kept} records kept, ${pitr.pitrResult.dropped} after the moment dropped`)
 
   say('7. serve the restored directory and check it against what the server acknowledged')
-  const restoredServer = await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, 'engine', 'serve', '--data-dir', pitrDir, '--port', '0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
-    createInterface({input: child.stdout}).once('line', (line) => resolve({child, ...JSON.parse(line)}))
-    child.once('exit', (code) => reject(new Error(`engine serve exited ${code}`)))
-  })
+  const restoredServer = await serve(pitrDir)
   const rc = new AdminClient({baseUrl: restoredServer.url})
   let presentA = 0
   let presentB = 0
