@@ -13,7 +13,7 @@ import type {FileHandle} from 'node:fs/promises'
 
 import {decodeEpisodeId} from '../engine/payload.js'
 import {type ReadHandle, WalFileReader} from '../engine/reader.js'
-import {EntryType} from '../engine/record.js'
+import {EntryType, isEpisodeType} from '../engine/record.js'
 import type {DamageNote, FileCapture} from '../repo/manifest.js'
 
 export interface OpenSource {
@@ -121,7 +121,7 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
     }
     r.validRecords++
     const {entryType, sequence, timestampNs} = rec.header
-    const isStore = entryType === EntryType.EpisodeStore || entryType === 0 || entryType > EntryType.CompactionMarker
+    const isStore = isEpisodeType(entryType)
     if (isStore) r.episodes++
     if (entryType === EntryType.MemoryDelete) r.deletes++
     r.firstSequence ??= sequence
@@ -131,7 +131,7 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
     r.tailOffset = rec.offset
     r.cut = rec.offset + rec.recordSize
     // Reservoir sampling of episodes, for level-4 verification (bounded memory).
-    if (isStore && rec.payload && rec.header.entryType === EntryType.EpisodeStore) {
+    if (rec.payload && entryType === EntryType.EpisodeStore) {
       seen.n++
       const slot = samples.length < sampleSize ? samples.length : Math.floor(Math.random() * seen.n)
       if (slot < sampleSize) {

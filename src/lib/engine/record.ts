@@ -32,6 +32,11 @@ export function replayedAs(type: number): string {
   return ENTRY_TYPE_NAMES[type] ?? 'EpisodeStore'
 }
 
+/** True for the entry types Engram replays as an episode: EpisodeStore and every unknown type. */
+export function isEpisodeType(type: number): boolean {
+  return !(type in ENTRY_TYPE_NAMES) || type === EntryType.EpisodeStore
+}
+
 export function entryTypeFromName(name: string): number | undefined {
   const key = Object.keys(EntryType).find((k) => k.toLowerCase() === name.toLowerCase())
   return key ? EntryType[key as keyof typeof EntryType] : undefined

@@ -17,6 +17,7 @@ import {AdminClient} from '../admin/client.js'
 import {decodePayloadMeta} from '../engine/decode.js'
 import {listWalFiles} from '../engine/layout.js'
 import {readPayloadAt, WalFileReader} from '../engine/reader.js'
+import {EntryType, isEpisodeType} from '../engine/record.js'
 import {EngineStore} from '../engine/store.js'
 import {IntegrityError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
@@ -147,8 +148,8 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
           records++
           if (rec.validity !== 'ok') continue
           const t = rec.header.entryType
-          if (t === 1 || t === 0 || t > 6) episodes++
-          if (rec.payload && (t === 1 || t === 3 || t === 0 || t > 6) && decodePayloadMeta(t, rec.payload).kind === 'error') undecodable++
+          if (isEpisodeType(t)) episodes++
+          if (rec.payload && (isEpisodeType(t) || t === EntryType.MemoryDelete) && decodePayloadMeta(t, rec.payload).kind === 'error') undecodable++
         }
         checked.records += records
         if (reader.end!.kind !== 'eof') add(3, `${space}/${f.name}: restored file ends in ${reader.end!.kind} at offset ${reader.end!.offset}`)
