@@ -104,46 +104,51 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
   // `records` and `damage` can move past it (every other field changes only at a valid record).
   let recordsAtCut = 0
   let damageAtCut = 0
-  // The captured bytes are hashed from the reader's window as records pass; `hashedTo` says how far.
-  // Should that not end exactly at the cut (records past the last valid one, a payload too large to
-  // be held whole), the range is hashed again from the file.
+  // The captured bytes are hashed from the reader's window, one update per batch of adjacent records;
+  // `hashedTo` says how far. Should that not end exactly at the cut (records past the last valid one,
+  // a payload too large to be held whole), the range is hashed again from the file.
   const hash = createHash('sha256')
   let hashedTo = start
-  for await (const rec of reader.records()) {
-    if (rec.bytes && rec.offset === hashedTo) {
-      hash.update(rec.bytes)
-      hashedTo += rec.recordSize
-    }
-    r.records++
-    if (rec.validity !== 'ok') {
-      r.damage.push({offset: rec.offset, kind: 'bad_payload_crc', detail: 'payload CRC mismatch; Engram skips this record'})
-      continue
-    }
-    r.validRecords++
-    const {entryType, sequence, timestampNs} = rec.header
-    const isStore = isEpisodeType(entryType)
-    if (isStore) r.episodes++
-    if (entryType === EntryType.MemoryDelete) r.deletes++
-    r.firstSequence ??= sequence
-    r.lastSequence = sequence
-    if (r.firstTimestampNs === null || timestampNs < r.firstTimestampNs) r.firstTimestampNs = timestampNs
-    if (r.lastTimestampNs === null || timestampNs > r.lastTimestampNs) r.lastTimestampNs = timestampNs
-    r.tailOffset = rec.offset
-    r.cut = rec.offset + rec.recordSize
-    // Reservoir sampling of episodes, for level-4 verification (bounded memory).
-    if (rec.payload && entryType === EntryType.EpisodeStore) {
-      seen.n++
-      const slot = samples.length < sampleSize ? samples.length : Math.floor(Math.random() * seen.n)
-      if (slot < sampleSize) {
-        try {
-          samples[slot] = {id: decodeEpisodeId(rec.payload), file: src.name, offset: rec.offset, payloadSha256: createHash('sha256').update(rec.payload).digest('hex')}
-        } catch {
-          // an undecodable id is not a useful sample
+  for await (const batch of reader.batches()) {
+    let span: Buffer | undefined
+    for (const rec of batch) {
+      if (rec.bytes && rec.offset === hashedTo) {
+        // Records of a batch that follow each other in the file follow each other in the window.
+        span = span ? Buffer.from(span.buffer, span.byteOffset, span.length + rec.recordSize) : rec.bytes
+        hashedTo += rec.recordSize
+      }
+      r.records++
+      if (rec.validity !== 'ok') {
+        r.damage.push({offset: rec.offset, kind: 'bad_payload_crc', detail: 'payload CRC mismatch; Engram skips this record'})
+        continue
+      }
+      r.validRecords++
+      const {entryType, sequence, timestampNs} = rec.header
+      const isStore = isEpisodeType(entryType)
+      if (isStore) r.episodes++
+      if (entryType === EntryType.MemoryDelete) r.deletes++
+      r.firstSequence ??= sequence
+      r.lastSequence = sequence
+      if (r.firstTimestampNs === null || timestampNs < r.firstTimestampNs) r.firstTimestampNs = timestampNs
+      if (r.lastTimestampNs === null || timestampNs > r.lastTimestampNs) r.lastTimestampNs = timestampNs
+      r.tailOffset = rec.offset
+      r.cut = rec.offset + rec.recordSize
+      // Reservoir sampling of episodes, for level-4 verification (bounded memory).
+      if (rec.payload && entryType === EntryType.EpisodeStore) {
+        seen.n++
+        const slot = samples.length < sampleSize ? samples.length : Math.floor(Math.random() * seen.n)
+        if (slot < sampleSize) {
+          try {
+            samples[slot] = {id: decodeEpisodeId(rec.payload), file: src.name, offset: rec.offset, payloadSha256: createHash('sha256').update(rec.payload).digest('hex')}
+          } catch {
+            // an undecodable id is not a useful sample
+          }
         }
       }
+      recordsAtCut = r.records
+      damageAtCut = r.damage.length
     }
-    recordsAtCut = r.records
-    damageAtCut = r.damage.length
+    if (span) hash.update(span)
   }
   const end = reader.end!
   const result: ScanResult = {...r, records: recordsAtCut, damage: r.damage.slice(0, damageAtCut)}
