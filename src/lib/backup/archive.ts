@@ -11,7 +11,7 @@ import {pipeline} from 'node:stream/promises'
 import {Header} from 'tar/header'
 
 import type {RepositoryBackend} from '../repo/backend.js'
-import {type Compression, compressFrame, FRAME_CONCURRENCY, FRAME_SIZE} from '../repo/compression.js'
+import {type Compression, FRAME_CONCURRENCY, FRAME_SIZE, FrameCompressor} from '../repo/compression.js'
 
 export interface ArchiveEntry {
   path: string
@@ -121,15 +121,23 @@ async function* tarFrames(entries: ArchiveEntry[], pool: FramePool, frameSize: n
 
 function compressStage(level: number, concurrency: number) {
   return async function* (frames: AsyncIterable<Frame>): AsyncGenerator<Buffer> {
+    // Frame i goes to compressor i % concurrency: frames are awaited in order and at most
+    // `concurrency` are pending, so that compressor has finished frame i - concurrency.
+    const compressors = Array.from({length: concurrency}, () => new FrameCompressor(level))
     const pending: Array<Promise<Buffer[]>> = []
-    for await (const f of frames) {
-      const p = compressFrame(f.data, level).finally(f.release)
-      // It may reject while an older frame is awaited: handled when its turn comes, never unhandled.
-      p.catch(() => {})
-      pending.push(p)
-      if (pending.length >= concurrency) yield* await pending.shift()!
+    let n = 0
+    try {
+      for await (const f of frames) {
+        const p = compressors[n++ % concurrency].compress(f.data).finally(f.release)
+        // It may reject while an older frame is awaited: handled when its turn comes, never unhandled.
+        p.catch(() => {})
+        pending.push(p)
+        if (pending.length >= concurrency) yield* await pending.shift()!
+      }
+      while (pending.length > 0) yield* await pending.shift()!
+    } finally {
+      for (const c of compressors) c.close()
     }
-    while (pending.length > 0) yield* await pending.shift()!
   }
 }
 
