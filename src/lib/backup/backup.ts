@@ -141,7 +141,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   for (const b of lock.broken) o.reporter.warn(`broke a stale repository lock held by ${b.command} (pid ${b.pid} on ${b.host}, since ${b.startedAt})`)
   const written: string[] = []
   const handles: OpenSource[] = []
-  let prepared: Promise<unknown> | null = null
+  const prepared: Array<Promise<unknown>> = []
   const scanner = new Scanner()
   // Aborted by the caller's signal, or by a failure while the next space is being scanned ahead.
   const stopScans = new AbortController()
@@ -186,7 +186,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     type Capture = {src: OpenSource; scan: CaptureScan; entry: ArchiveEntry}
     // Pass 1 of a space (open, compare with the parent, scan). Runs while the previous space's
     // archive is compressed, so the CRC scan uses the time the main thread would spend waiting.
-    const prepare = async (spaceId: string) => {
+    const prepare = async (spaceId: string, onMainThread: boolean) => {
       const opened = await openSources(spaceId, sources.files.get(spaceId) ?? [])
       handles.push(...opened)
       const state = chainFileState(parentChain, spaceId)
@@ -206,7 +206,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           if (same) start = prev.end
           else rewritten.push(src.name)
         }
-        const scan = await scanner.scan(src, start, samples, 8, seen, stopScans.signal)
+        const scan = await scanner.scan(src, start, samples, 8, seen, stopScans.signal, onMainThread)
         for (const d of scan.damage) spaceDamage.push({space: spaceId, file: src.name, ...d})
         if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
         const entry = start === 0 ? `${spaceId}/wal/${src.name}` : `${spaceId}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
@@ -215,16 +215,25 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       return {opened, state, captures, rewritten, samples, spaceDamage}
     }
     const order = sources.spaces.map((sp) => sp.id)
-    let next = order.length > 0 ? prepare(order[0]) : null
-    prepared = next
-    next?.catch(() => {})
+    const ahead = new Map<number, ReturnType<typeof prepare>>()
+    const begin = (k: number, onMainThread = false) => {
+      if (k >= order.length || ahead.has(k)) return
+      const p = prepare(order[k], onMainThread)
+      // Awaited in turn (or in `finally`): a failure is never unhandled.
+      p.catch(() => {})
+      ahead.set(k, p)
+      prepared.push(p)
+    }
+    // Nothing can be archived before the first space is scanned (a tar header holds the length):
+    // the main thread scans it while the worker scans the second, so both cores work from the start.
+    begin(0, order.length > 1)
+    begin(1)
     for (let i = 0; i < order.length; i++) {
       o.signal?.throwIfAborted()
       const sp = {id: order[i]}
-      const {opened, state, captures, rewritten, samples, spaceDamage} = await next!
-      prepared = next = i + 1 < order.length ? prepare(order[i + 1]) : null
-      // Awaited in turn (or in `finally`): a failure is never unhandled.
-      next?.catch(() => {})
+      const {opened, state, captures, rewritten, samples, spaceDamage} = await ahead.get(i)!
+      ahead.delete(i)
+      begin(i + 1)
       damage.push(...spaceDamage)
       for (const c of captures) if (c.src.source === 'unlinked') unlinked.push({space: sp.id, name: c.src.name, pid: c.src.pid})
       const present = new Set(opened.map((s) => s.name))
@@ -323,7 +332,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await o.repo.backend.delete(written).catch(() => {})
     throw error
   } finally {
-    await prepared?.catch(() => {}) // it may still be opening files: let it finish before closing them
+    await Promise.allSettled(prepared) // they may still be opening files: let them finish before closing them
     await scanner.close() // before the descriptors it reads are closed
     o.signal?.removeEventListener('abort', onAbort)
     for (const h of handles) await h.handle.close().catch(() => {})

@@ -64,11 +64,14 @@ export class Scanner {
     return this.worker
   }
 
-  /** Scans [start, src.size) of `src`; `samples` and `seen` carry the space's reservoir across files. */
-  async scan(src: OpenSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
+  /**
+   * Scans [start, src.size) of `src`; `samples` and `seen` carry the space's reservoir across files.
+   * `onMainThread` keeps this scan on the main thread whatever its size (when nothing else is there to run).
+   */
+  async scan(src: OpenSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal, onMainThread = false): Promise<CaptureScan> {
     signal?.throwIfAborted()
     const bytes = src.size - start
-    if (!this.worker && this.inlineBytes + bytes < INLINE_SCAN_BYTES) {
+    if (onMainThread || (!this.worker && this.inlineBytes + bytes < INLINE_SCAN_BYTES)) {
       this.inlineBytes += bytes
       return scanCapture(src, start, samples, sampleSize, seen, signal)
     }
