@@ -119,25 +119,20 @@ async function* tarFrames(entries: ArchiveEntry[], pool: FramePool, frameSize: n
   else pool.release(frame)
 }
 
-function compressStage(level: number, concurrency: number) {
+function compressStage(compressors: FrameCompressor[]) {
   return async function* (frames: AsyncIterable<Frame>): AsyncGenerator<Buffer> {
-    // Frame i goes to compressor i % concurrency: frames are awaited in order and at most
-    // `concurrency` are pending, so that compressor has finished frame i - concurrency.
-    const compressors = Array.from({length: concurrency}, () => new FrameCompressor(level))
+    // Frame i goes to compressor i % n: frames are awaited in order and at most n are pending, so
+    // that compressor has finished frame i - n.
     const pending: Array<Promise<Buffer[]>> = []
     let n = 0
-    try {
-      for await (const f of frames) {
-        const p = compressors[n++ % concurrency].compress(f.data).finally(f.release)
-        // It may reject while an older frame is awaited: handled when its turn comes, never unhandled.
-        p.catch(() => {})
-        pending.push(p)
-        if (pending.length >= concurrency) yield* await pending.shift()!
-      }
-      while (pending.length > 0) yield* await pending.shift()!
-    } finally {
-      for (const c of compressors) c.close()
+    for await (const f of frames) {
+      const p = compressors[n++ % compressors.length].compress(f.data).finally(f.release)
+      // It may reject while an older frame is awaited: handled when its turn comes, never unhandled.
+      p.catch(() => {})
+      pending.push(p)
+      if (pending.length >= compressors.length) yield* await pending.shift()!
     }
+    while (pending.length > 0) yield* await pending.shift()!
   }
 }
 
@@ -155,49 +150,66 @@ export interface WrittenArchive {
   uncompressedSize: number
 }
 
-export async function writeArchive(
-  backend: RepositoryBackend,
-  key: string,
-  entries: ArchiveEntry[],
-  compression: Compression,
-  onBytes: (n: number) => void,
-  signal?: AbortSignal,
-): Promise<WrittenArchive> {
-  let uncompressedSize = 0
-  let size = 0
-  const hash = createHash('sha256')
-  const body = new PassThrough({highWaterMark: 1024 * 1024})
-  const abort = new AbortController()
-  const onAbort = () => abort.abort(signal?.reason)
-  signal?.addEventListener('abort', onAbort, {once: true})
-  const pool = new FramePool(FRAME_SIZE, FRAME_CONCURRENCY + 1)
-  async function* counted(frames: AsyncIterable<Frame>) {
-    for await (const f of frames) {
-      uncompressedSize += f.data.length
-      yield f
+/**
+ * Writes the archives of one backup. The frame buffers and the zstd streams are made once and used for
+ * every archive: made per archive, each space's set was allocated while the last one's waited for the
+ * garbage collector, which put a peak in the memory at every space. Not for concurrent use.
+ */
+export class ArchiveWriter {
+  private readonly pool = new FramePool(FRAME_SIZE, FRAME_CONCURRENCY + 1)
+  private readonly compressors: FrameCompressor[]
+  private closed = false
+
+  constructor(private readonly compression: Compression) {
+    this.compressors = compression.codec === 'zstd' ? Array.from({length: FRAME_CONCURRENCY}, () => new FrameCompressor(compression.level)) : []
+  }
+
+  async write(backend: RepositoryBackend, key: string, entries: ArchiveEntry[], onBytes: (n: number) => void, signal?: AbortSignal): Promise<WrittenArchive> {
+    if (this.closed) throw new Error(`${key}: the archive writer was closed (after a failed archive its buffers are not reused)`)
+    let uncompressedSize = 0
+    let size = 0
+    const hash = createHash('sha256')
+    const body = new PassThrough({highWaterMark: 1024 * 1024})
+    const abort = new AbortController()
+    const onAbort = () => abort.abort(signal?.reason)
+    signal?.addEventListener('abort', onAbort, {once: true})
+    async function* counted(frames: AsyncIterable<Frame>) {
+      for await (const f of frames) {
+        uncompressedSize += f.data.length
+        yield f
+      }
+    }
+    async function* hashOut(src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        hash.update(c)
+        size += c.length
+        yield c
+      }
+    }
+    const pack = this.compression.codec === 'zstd' ? compressStage(this.compressors) : copyStage
+    try {
+      const produce = pipeline(counted(tarFrames(entries, this.pool, FRAME_SIZE, onBytes, abort.signal)), pack, hashOut, body, {signal: abort.signal})
+      const consume = backend.put(key, body, {signal: abort.signal}).catch((error) => {
+        abort.abort(error)
+        throw error
+      })
+      const [, put] = await Promise.all([produce.catch((error) => {
+        body.destroy(error)
+        throw error
+      }), consume])
+      if (put.size !== size) throw new Error(`${key}: stored ${put.size} bytes, wrote ${size}`)
+      return {key, size, sha256: hash.digest('hex'), uncompressedSize}
+    } catch (error) {
+      // A compressor may be left inside a frame: none of them is used again.
+      this.close()
+      throw error
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
     }
   }
-  async function* hashOut(src: AsyncIterable<Buffer>) {
-    for await (const c of src) {
-      hash.update(c)
-      size += c.length
-      yield c
-    }
-  }
-  const pack = compression.codec === 'zstd' ? compressStage(compression.level, FRAME_CONCURRENCY) : copyStage
-  try {
-    const produce = pipeline(counted(tarFrames(entries, pool, FRAME_SIZE, onBytes, abort.signal)), pack, hashOut, body, {signal: abort.signal})
-    const consume = backend.put(key, body, {signal: abort.signal}).catch((error) => {
-      abort.abort(error)
-      throw error
-    })
-    const [, put] = await Promise.all([produce.catch((error) => {
-      body.destroy(error)
-      throw error
-    }), consume])
-    if (put.size !== size) throw new Error(`${key}: stored ${put.size} bytes, wrote ${size}`)
-    return {key, size, sha256: hash.digest('hex'), uncompressedSize}
-  } finally {
-    signal?.removeEventListener('abort', onAbort)
+
+  close(): void {
+    this.closed = true
+    for (const c of this.compressors) c.close()
   }
 }

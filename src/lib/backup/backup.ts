@@ -22,7 +22,7 @@ import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
 import {backupId, type FileCapture, type Manifest, sealManifest, type SpaceCapture} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
-import {type ArchiveEntry, writeArchive} from './archive.js'
+import {type ArchiveEntry, ArchiveWriter} from './archive.js'
 import {type CaptureScan, captureRecord, hashRange, headLength, type OpenSource, type Sample} from './capture.js'
 import {Scanner} from './scan-client.js'
 import {collectSources} from './sources.js'
@@ -143,6 +143,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const handles: OpenSource[] = []
   const prepared: Array<Promise<unknown>> = []
   const scanner = new Scanner()
+  const archiver = new ArchiveWriter(o.compression)
   // Aborted by the caller's signal, or by a failure while the next space is being scanned ahead.
   const stopScans = new AbortController()
   const onAbort = () => stopScans.abort(o.signal?.reason)
@@ -252,11 +253,10 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         const key = archiveKey(id, sp.id, archiveExtension(o.compression))
         written.push(key)
         const total = captures.reduce((a, c) => a + c.entry.length, 0)
-        const w = await writeArchive(
+        const w = await archiver.write(
           o.repo.backend,
           key,
           captures.map((c) => c.entry),
-          o.compression,
           (n) => {
             done += n
             o.reporter.progress({phase: `backup ${sp.id}`, done, unit: 'bytes'})
@@ -334,6 +334,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   } finally {
     await Promise.allSettled(prepared) // they may still be opening files: let them finish before closing them
     await scanner.close() // before the descriptors it reads are closed
+    archiver.close()
     o.signal?.removeEventListener('abort', onAbort)
     for (const h of handles) await h.handle.close().catch(() => {})
     await lock.release().catch(() => {})
