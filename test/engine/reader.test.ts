@@ -455,3 +455,48 @@ describe('errors and helpers', () => {
     expect(reader.end).toBeUndefined()
   })
 })
+
+describe('batches: the records of one window at a time', () => {
+  // 200 records of 1,064 bytes: with a 16 KiB window a batch holds at most 15 of them.
+  const payloads = Array.from({length: 200}, (_, i) => Buffer.alloc(1000, i))
+  const recordSize = HEADER_SIZE + 1000
+  let path: string
+
+  beforeAll(async () => {
+    path = join(tmp, 'batches.log')
+    await writeFile(path, Buffer.concat(payloads.map((payload, i) => encodeRecord({sequence: BigInt(i), timestampNs: BigInt(i), entryType: 1, payload}))))
+  })
+
+  it('every record once, in order; a batch is a run of adjacent records within one buffer', async () => {
+    const reader = new WalFileReader(path, {windowSize: 16_384})
+    const offsets: number[] = []
+    let batches = 0
+    for await (const batch of reader.batches()) {
+      let prev: Buffer | undefined
+      for (const r of batch) {
+        offsets.push(r.offset)
+        // Adjacent in the file, adjacent in memory: what lets a backup hash a batch in one call.
+        if (prev) expect([r.bytes!.buffer === prev.buffer, r.bytes!.byteOffset]).toEqual([true, prev.byteOffset + prev.length])
+        expect(sha256(r.payload!)).toBe(sha256(payloads[r.index]))
+        prev = r.bytes
+      }
+      batches++
+    }
+    expect(offsets).toEqual(payloads.map((_, i) => i * recordSize))
+    expect(batches).toBeGreaterThanOrEqual(Math.ceil(200 / 15))
+    expect(reader.end).toEqual({kind: 'eof', offset: 200 * recordSize})
+  })
+
+  it('a consumer that leaves a batch early gets the next record in the next batch, never one twice', async () => {
+    const reader = new WalFileReader(path, {windowSize: 16_384})
+    const indexes: number[] = []
+    for await (const batch of reader.batches()) {
+      for (const r of batch) {
+        indexes.push(r.index)
+        if (r.index % 3 === 0) break // stop after the first, third, ... record of a window
+      }
+    }
+    expect(indexes).toEqual(payloads.map((_, i) => i))
+    expect(reader.end).toEqual({kind: 'eof', offset: 200 * recordSize})
+  })
+})

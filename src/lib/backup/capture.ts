@@ -110,11 +110,18 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
   const hash = createHash('sha256')
   let hashedTo = start
   for await (const batch of reader.batches()) {
-    let span: Buffer | undefined
+    // Records of a batch that follow each other in the file follow each other in the window: the
+    // span from the first one's start to the last one's end is hashed at once.
+    let window: ArrayBufferLike | undefined
+    let spanStart = 0
+    let spanEnd = 0
     for (const rec of batch) {
       if (rec.bytes && rec.offset === hashedTo) {
-        // Records of a batch that follow each other in the file follow each other in the window.
-        span = span ? Buffer.from(span.buffer, span.byteOffset, span.length + rec.recordSize) : rec.bytes
+        if (!window) {
+          window = rec.bytes.buffer
+          spanStart = rec.bytes.byteOffset
+        }
+        spanEnd = rec.bytes.byteOffset + rec.bytes.length
         hashedTo += rec.recordSize
       }
       r.records++
@@ -148,7 +155,7 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
       recordsAtCut = r.records
       damageAtCut = r.damage.length
     }
-    if (span) hash.update(span)
+    if (window) hash.update(new Uint8Array(window, spanStart, spanEnd - spanStart))
   }
   const end = reader.end!
   const result: ScanResult = {...r, records: recordsAtCut, damage: r.damage.slice(0, damageAtCut)}

@@ -123,7 +123,7 @@ export class WalFileReader {
    * valid until the next batch is requested. One promise per window instead of several per record,
    * which made a backup's scan spend more time in promise machinery than in its CRCs.
    */
-  async *batches(): AsyncGenerator<WalRecord[]> {
+  async *batches(): AsyncGenerator<Iterable<WalRecord>> {
     let fh: ReadHandle
     let owned: FileHandle | undefined
     try {
@@ -218,89 +218,120 @@ export class WalFileReader {
   }
 
   /**
-   * Walks the records, yielding them in batches. A batch is handed out before the window moves (its
-   * records are views into the window), so `ensure` is only awaited with an empty batch.
+   * Walks the records: each batch is a synchronous pass over the records that lie in the window, made
+   * one at a time as the consumer asks (so only the current record is alive: materialising a window's
+   * records at once made the garbage collector promote them and tripled a scan's heap). Between
+   * batches the window moves. A batch updates `pos` before it hands out a record, so a consumer that
+   * stops early never sees a record twice.
    */
-  private async *walk(fh: ReadHandle): AsyncGenerator<WalRecord[]> {
-    const maxInline = this.options.maxInlinePayload ?? 64 * 1024 * 1024
-    let pos = this.options.start ?? 0
-    this.lastGoodEnd = pos
-    this.lastValidEnd = pos
-    let index = 0
-    let batch: WalRecord[] = []
-    // Hands out the batch before the window may move; the walk ends with the last (maybe empty) one.
-    const flush = () => {
-      const b = batch
-      batch = []
-      return b
-    }
+  private async *walk(fh: ReadHandle): AsyncGenerator<Iterable<WalRecord>> {
+    const state: WalkState = {pos: this.options.start ?? 0, index: 0, want: null, done: false}
+    this.lastGoodEnd = state.pos
+    this.lastValidEnd = state.pos
+    let last: {pos: number; n: number} | null = null
     for (;;) {
+      yield this.inWindow(state)
+      if (state.done) return
+      const want = state.want
+      if (!want) continue // the consumer left the batch early: the next one starts where it stopped
+      state.want = null
+      if (want.n === Infinity) {
+        yield [await this.largeRecord(fh, state)]
+        continue
+      }
+      // After the window moved, the bytes are there or the file has shrunk (the size says so): asking
+      // twice for the same bytes would mean neither, a bug; stop instead of spinning.
+      if (last && last.pos === want.pos && last.n === want.n) throw new Error(`${this.path}: no progress reading ${want.n} bytes at ${want.pos}`)
+      last = want
+      await this.ensure(fh, want.pos, want.n)
+    }
+  }
+
+  /** The records from `state.pos` that are whole in the window; sets `want` (or `done`) where it stops. */
+  private *inWindow(state: WalkState): Generator<WalRecord> {
+    const maxInline = this.options.maxInlinePayload ?? 64 * 1024 * 1024
+    for (;;) {
+      const pos = state.pos
       const remaining = this.size - pos
       if (remaining <= 0) {
         this.end = {kind: 'eof', offset: pos}
-        yield flush()
+        state.done = true
         return
       }
       if (remaining < HEADER_SIZE) {
         this.end = {kind: 'partial_header', offset: pos, bytes: remaining}
-        yield flush()
+        state.done = true
         return
       }
-      let at = this.locate(pos, HEADER_SIZE)
+      const at = this.locate(pos, HEADER_SIZE)
       if (at < 0) {
-        if (batch.length > 0) yield flush()
-        at = await this.ensure(fh, pos, HEADER_SIZE)
+        state.want = {pos, n: HEADER_SIZE}
+        return
       }
-      if (this.size - pos < HEADER_SIZE) continue // file shrank; re-evaluate
       const header = decodeHeader(this.window, at)
       const computedHeaderCrc = computeHeaderCrc(this.window, at)
       const error = headerError(header, computedHeaderCrc)
-      this.recordsRead = index + 1
+      this.recordsRead = state.index + 1
       if (error) {
         this.end = {kind: 'bad_header', offset: pos, bytesDiscarded: remaining, error, header, computedHeaderCrc}
-        yield flush()
+        state.done = true
         return
       }
       const recordSize = HEADER_SIZE + header.payloadSize
       if (recordSize > remaining) {
         this.end = {kind: 'torn_payload', offset: pos, payloadBytesPresent: remaining - HEADER_SIZE, truncateTo: pos, header}
-        yield flush()
+        state.done = true
         return
       }
-      let payload: Buffer | undefined
-      let bytes: Buffer | undefined
-      let computedPayloadCrc: number
-      if (header.payloadSize <= maxInline) {
-        at = this.locate(pos, recordSize)
-        if (at < 0) {
-          if (batch.length > 0) yield flush()
-          at = await this.ensure(fh, pos, recordSize)
-        }
-        if (at + recordSize > this.base + this.windowLen) continue // file shrank; re-evaluate
-        bytes = this.window.subarray(at, at + recordSize)
-        payload = bytes.subarray(HEADER_SIZE)
-        computedPayloadCrc = crc32c(payload)
-      } else {
-        if (batch.length > 0) yield flush()
-        computedPayloadCrc = 0
-        let done = 0
-        while (done < header.payloadSize) {
-          const n = Math.min(this.window.length - HEADROOM, header.payloadSize - done)
-          const i = await this.ensure(fh, pos + HEADER_SIZE + done, n)
-          if (i + n > this.base + this.windowLen) break
-          computedPayloadCrc = crc32c(this.window.subarray(i, i + n), computedPayloadCrc)
-          done += n
-        }
+      if (header.payloadSize > maxInline) {
+        state.want = {pos, n: Infinity}
+        return
       }
-      const validity: RecordValidity = computedPayloadCrc === header.payloadCrc ? 'ok' : 'bad_payload_crc'
-      const record: WalRecord = {index, offset: pos, header, validity, recordSize, computedPayloadCrc, payload, bytes}
-      pos += recordSize
-      this.lastGoodEnd = pos
-      if (validity === 'ok') this.lastValidEnd = pos
-      index++
-      batch.push(record)
+      const start = this.locate(pos, recordSize)
+      if (start < 0) {
+        state.want = {pos, n: recordSize}
+        return
+      }
+      const bytes = this.window.subarray(start, start + recordSize)
+      const payload = bytes.subarray(HEADER_SIZE)
+      const computedPayloadCrc = crc32c(payload)
+      yield this.advance(state, {index: state.index, offset: pos, header, validity: computedPayloadCrc === header.payloadCrc ? 'ok' : 'bad_payload_crc', recordSize, computedPayloadCrc, payload, bytes})
     }
   }
+
+  /** A record whose payload is above `maxInlinePayload`: its CRC is computed a window at a time. */
+  private async largeRecord(fh: ReadHandle, state: WalkState): Promise<WalRecord> {
+    const pos = state.pos
+    const header = decodeHeader(this.window, await this.ensure(fh, pos, HEADER_SIZE))
+    let computedPayloadCrc = 0
+    let done = 0
+    while (done < header.payloadSize) {
+      const n = Math.min(this.window.length - HEADROOM, header.payloadSize - done)
+      const i = await this.ensure(fh, pos + HEADER_SIZE + done, n)
+      if (i + n > this.base + this.windowLen) break // the file shrank under us: the CRC cannot match
+      computedPayloadCrc = crc32c(this.window.subarray(i, i + n), computedPayloadCrc)
+      done += n
+    }
+    const validity: RecordValidity = computedPayloadCrc === header.payloadCrc ? 'ok' : 'bad_payload_crc'
+    return this.advance(state, {index: state.index, offset: pos, header, validity, recordSize: HEADER_SIZE + header.payloadSize, computedPayloadCrc})
+  }
+
+  /** Moves the walk past `record` and returns it. */
+  private advance(state: WalkState, record: WalRecord): WalRecord {
+    state.pos += record.recordSize
+    state.index++
+    this.lastGoodEnd = state.pos
+    if (record.validity === 'ok') this.lastValidEnd = state.pos
+    return record
+  }
+}
+
+/** Where a walk is, and what it needs next: bytes at a position (n = Infinity: a large record), or nothing more. */
+interface WalkState {
+  pos: number
+  index: number
+  want: {pos: number; n: number} | null
+  done: boolean
 }
 
 /** Reads exactly one record's payload at a known offset (used to serve memories from disk). */
