@@ -34,7 +34,22 @@ async function alternate(runs, ...steps) {
   return out
 }
 
-export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
+/**
+ * Median time of `runs` incremental backups of the same appended data: each one but the last is
+ * removed again (its directory under backups/), so every run has the same parent and the same work.
+ */
+async function incrementalMs(data, repo, runs) {
+  const times = []
+  for (let i = 0; i < runs; i++) {
+    const before = new Set(readdirSync(join(repo, 'backups')))
+    await sh('sync')
+    times.push((await runCli(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--quiet'])).ms)
+    if (i < runs - 1) for (const d of readdirSync(join(repo, 'backups'))) if (!before.has(d)) rmSync(join(repo, 'backups', d), {recursive: true})
+  }
+  return median(times)
+}
+
+export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
   const log = (s) => console.log(s)
   const data = scratch('backup-data')
   await runCli(['engine', 'generate', '--data-dir', data, '--size', `${sizeGiB}GiB`, '--spaces', '4', '--no-fsync'])
@@ -70,12 +85,14 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   const size3 = statSync(archive3).size
   const size1 = statSync(archive1).size
   log(`full backup ${fmtMiB(bytes)}: ${fmtS(fullMs)} vs tar|zstd -3 -T0 ${fmtS(baseMs)}: ratio ${(baseMs / fullMs).toFixed(2)}x, peak RSS ${fmtMiB(fullRss)}, stored ${ours1[0].stored} bytes (baseline archive ${size3})`)
+  const runsOf = (ms) => ms.map((x) => (x / 1000).toFixed(2)).join(', ')
+  log(`  single runs (s): engram-ops ${runsOf(ours1.map((r) => r.ms))}; tar|zstd -3 -T0 ${runsOf(base3)}`)
   log(`  same with --compression zstd:3: ${fmtS(full3Ms)}, ratio ${(baseMs / full3Ms).toFixed(2)}x, stored ${ours3[0].stored} bytes; tar|zstd -1 -T0 ${fmtS(base1Ms)} (${size1} bytes), ratio to it ${(base1Ms / fullMs).toFixed(2)}x`)
 
   // Incremental after appending 1 % new records.
   await runCli(['engine', 'generate', '--data-dir', data, '--size', `${Math.round(bytes / 100)}`, '--spaces', '4', '--append', '--start', '2026-11-19T00:00:00Z', '--seed', '7'])
   await sh('sync')
-  const incr = await runCli(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--quiet'])
+  const incr = {ms: await incrementalMs(data, repo, runs)}
   log(`incremental after 1 % append: ${fmtS(incr.ms)} = ${((100 * incr.ms) / fullMs).toFixed(1)} % of the full backup`)
 
   // Restore vs zstd -dc | tar -x, and vs the same followed by an fsync of every file (restore fsyncs).
@@ -126,7 +143,7 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   const bigRun = await fullBackup(big)
   await runCli(['engine', 'generate', '--data-dir', big, '--size', `${Math.round(bigBytes / 100)}`, '--spaces', '4', '--append', '--start', '2026-11-19T00:00:00Z', '--seed', '7'])
   await sh('sync')
-  const bigIncr = await runCli(['backup', 'incremental', '--data-dir', big, '--repo', bigRun.repo, '--quiet'])
+  const bigIncr = {ms: await incrementalMs(big, bigRun.repo, 3)}
   log(`full backup ${fmtMiB(bigBytes)}: ${fmtS(bigRun.ms)} (${fmtMiBs(bigBytes, bigRun.ms)}), peak RSS ${fmtMiB(bigRun.rss)}; incremental after 1 %: ${fmtS(bigIncr.ms)} = ${((100 * bigIncr.ms) / bigRun.ms).toFixed(1)} %`)
   rmSync(bigRun.repo, {recursive: true, force: true})
   rmSync(big, {recursive: true, force: true})
@@ -156,6 +173,8 @@ export async function benchBackup({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
       `| verify level 3 (read, decompress, unpack, every record's CRCs and payload) | ${fmtS(v3.ms)} (${fmtMiBs(bytes, v3.ms)}) | | | reported |`,
       `| PITR (restore + cut to a target time) | ${fmtS(pitr.ms)} (${fmtMiBs(bytes, pitr.ms)}) | | | reported |`,
       `| full backup, ${fmtMiB(bigBytes)} | ${fmtS(bigRun.ms)} (${fmtMiBs(bigBytes, bigRun.ms)}) | | | |`,
+      '',
+      `Single full-backup runs, in order (s): engram-ops ${runsOf(ours1.map((r) => r.ms))}; \`tar | zstd -3 -T0\` ${runsOf(base3)}. Incremental times are medians of ${runs} runs at ${fmtMiB(bytes)} and 3 at ${fmtMiB(bigBytes)}, each of the same appended data on the same parent.`,
       '',
       `Compressed size: the default level stores ${pct(ours1[0].stored, bytes)} of the WAL bytes, zstd:3 ${pct(ours3[0].stored, bytes)}; the zstd CLI ${pct(size1, bytes)} at -1 and ${pct(size3, bytes)} at -3.`,
     ].join('\n'),
