@@ -86,7 +86,8 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
   const size1 = statSync(archive1).size
   log(`full backup ${fmtMiB(bytes)}: ${fmtS(fullMs)} vs tar|zstd -3 -T0 ${fmtS(baseMs)}: ratio ${(baseMs / fullMs).toFixed(2)}x, peak RSS ${fmtMiB(fullRss)}, stored ${ours1[0].stored} bytes (baseline archive ${size3})`)
   const runsOf = (ms) => ms.map((x) => (x / 1000).toFixed(2)).join(', ')
-  log(`  single runs (s): engram-ops ${runsOf(ours1.map((r) => r.ms))}; tar|zstd -3 -T0 ${runsOf(base3)}`)
+  const cpuOf = (rs) => rs.map((r) => `${r.cpu.user.toFixed(1)}+${r.cpu.system.toFixed(1)}`).join(', ')
+  log(`  single runs (s): engram-ops ${runsOf(ours1.map((r) => r.ms))}; tar|zstd -3 -T0 ${runsOf(base3)}; engram-ops CPU user+system (s): ${cpuOf(ours1)}`)
   log(`  same with --compression zstd:3: ${fmtS(full3Ms)}, ratio ${(baseMs / full3Ms).toFixed(2)}x, stored ${ours3[0].stored} bytes; tar|zstd -1 -T0 ${fmtS(base1Ms)} (${size1} bytes), ratio to it ${(base1Ms / fullMs).toFixed(2)}x`)
 
   // Incremental after appending 1 % new records.
@@ -174,7 +175,7 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
       `| PITR (restore + cut to a target time) | ${fmtS(pitr.ms)} (${fmtMiBs(bytes, pitr.ms)}) | | | reported |`,
       `| full backup, ${fmtMiB(bigBytes)} | ${fmtS(bigRun.ms)} (${fmtMiBs(bigBytes, bigRun.ms)}) | | | |`,
       '',
-      `Single full-backup runs, in order (s): engram-ops ${runsOf(ours1.map((r) => r.ms))}; \`tar | zstd -3 -T0\` ${runsOf(base3)}. Incremental times are medians of ${runs} runs at ${fmtMiB(bytes)} and 3 at ${fmtMiB(bigBytes)}, each of the same appended data on the same parent.`,
+      `Single full-backup runs, in order (s): engram-ops ${runsOf(ours1.map((r) => r.ms))} (CPU user+system: ${cpuOf(ours1)}); \`tar | zstd -3 -T0\` ${runsOf(base3)}. Incremental times are medians of ${runs} runs at ${fmtMiB(bytes)} and 3 at ${fmtMiB(bigBytes)}, each of the same appended data on the same parent.`,
       '',
       `Compressed size: the default level stores ${pct(ours1[0].stored, bytes)} of the WAL bytes, zstd:3 ${pct(ours3[0].stored, bytes)}; the zstd CLI ${pct(size1, bytes)} at -1 and ${pct(size3, bytes)} at -3.`,
     ].join('\n'),

@@ -32,9 +32,12 @@ export async function runCli(args, opts = {}) {
   const rssFile = join(tmpdir(), `bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`)
   const quoted = args.map((a) => `'${String(a).replaceAll("'", "'\\''")}'`).join(' ')
   const r = await sh(`node --import '${preload}' '${cli}' ${quoted}`, {...opts, env: {...opts.env, BENCH_RSS_FILE: rssFile}})
-  const rss = existsSync(rssFile) ? Math.max(...readFileSync(rssFile, 'utf8').trim().split('\n').map(Number)) : NaN
+  const lines = existsSync(rssFile) ? readFileSync(rssFile, 'utf8').trim().split('\n').map((l) => l.split(' ').map(Number)) : []
   rmSync(rssFile, {force: true})
-  return {...r, rss}
+  const rss = lines.length > 0 ? Math.max(...lines.map((l) => l[0])) : NaN
+  // CPU seconds of the process (all threads), user and system: tells a slow run on a busy machine from a slow program.
+  const cpu = {user: lines.reduce((a, l) => a + l[1], 0) / 1e6, system: lines.reduce((a, l) => a + l[2], 0) / 1e6}
+  return {...r, rss, cpu}
 }
 
 export function median(values) {
