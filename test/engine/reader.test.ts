@@ -500,3 +500,14 @@ describe('batches: the records of one window at a time', () => {
     expect(reader.end).toEqual({kind: 'eof', offset: 200 * recordSize})
   })
 })
+
+describe('batches that are not read', () => {
+  it('a consumer that skips every batch still ends: the walk moves on and reports the end', async () => {
+    const reader = new WalFileReader(BASIC, {windowSize: 4096})
+    let batches = 0
+    for await (const _ of reader.batches()) batches++
+    expect(batches).toBeGreaterThan(1)
+    expect(reader.end).toMatchObject({kind: 'eof'})
+    expect(reader.recordsRead).toBeGreaterThan(0)
+  })
+})

@@ -230,10 +230,18 @@ export class WalFileReader {
     this.lastValidEnd = state.pos
     let last: {pos: number; n: number} | null = null
     for (;;) {
-      yield this.inWindow(state)
+      const batch = this.inWindow(state)
+      yield batch
+      // A batch the consumer never opened is walked past here (so the walk always moves on); one it
+      // left early is closed, and the next batch starts at the record after the last one it took.
+      if (!state.done && !state.want) {
+        for (const _ of batch) {
+          // passed over unread
+        }
+      }
       if (state.done) return
       const want = state.want
-      if (!want) continue // the consumer left the batch early: the next one starts where it stopped
+      if (!want) continue
       state.want = null
       if (want.n === Infinity) {
         yield [await this.largeRecord(fh, state)]
