@@ -8,8 +8,9 @@
  * Why not Node's streaming zstd: its multithreaded mode (ZSTD_c_nbWorkers) crashes the stream wrapper
  * (ERR_STREAM_PUSH_AFTER_EOF on Node 24), a single stream is limited to one core, and its streaming
  * decompressor fails on concatenated frames when a frame ends inside an input chunk ("Unknown frame
- * descriptor"). One-shot calls per frame have none of these problems. Memory is bounded by
- * `concurrency` frames in flight.
+ * descriptor"). A stream per compressor slot that ends a frame at every flush, and one-shot
+ * decompression per frame, have none of these problems. Memory is bounded by `concurrency` frames in
+ * flight.
  */
 import {promisify} from 'node:util'
 import {constants, createZstdCompress, type ZstdCompress, zstdDecompress} from 'node:zlib'
@@ -96,14 +97,21 @@ export class FrameCompressor {
   /** The frame for `data` behind its size index, as a list of buffers. */
   compress(data: Buffer): Promise<Buffer[]> {
     return new Promise((resolve, reject) => {
+      // A closed stream reports a write only to the flush callback (no 'error' event): without these
+      // checks the frame would "succeed" with no data in it.
+      if (this.z.destroyed) {
+        reject(new Error('zstd compressor used after it was closed'))
+        return
+      }
       this.failed = reject
       this.z.write(data)
-      this.z.flush(constants.ZSTD_e_end, () => {
+      this.z.flush(constants.ZSTD_e_end, (error?: Error | null) => {
         const frame = [frameIndex(this.size), ...this.out]
         this.out = []
         this.size = 0
         this.failed = null
-        resolve(frame)
+        if (error || this.z.destroyed) reject(error ?? new Error('zstd compressor closed while compressing a frame'))
+        else resolve(frame)
       })
     })
   }
