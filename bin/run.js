@@ -8,8 +8,8 @@ if (process.env.UV_THREADPOOL_SIZE === undefined && (first === 'restore' || (fir
   process.env.UV_THREADPOOL_SIZE = '8'
 }
 
-// A backup scans its first space on the main thread, a burst of short-lived objects after which V8
-// grows the young generation (up to 16 MiB semi-spaces). Young collections then come seldom, and the
+// A backup of several spaces scans its first space on the main thread, a burst of short-lived
+// objects after which V8 grows the young generation (up to 16 MiB semi-spaces). Young collections then come seldom, and the
 // Buffers zlib returns for each compressed frame (their memory is freed only when the Buffer object is
 // collected) pile up: peak RSS of a 1 GiB backup was 206-211 MiB with the growth and 183-188 MiB
 // without it, at the same speed (4 alternating runs each). The flag is read at every young

@@ -38,7 +38,7 @@ interface Frame {
 }
 
 /**
- * A fixed set of frame-sized buffers, reused for the whole archive. Allocating a fresh buffer per
+ * A fixed set of frame-sized buffers, reused for every archive of a backup. Allocating a fresh buffer per
  * chunk cost more than the hashing (page faults, garbage collection, joining chunks into frames).
  */
 class FramePool {

@@ -226,7 +226,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       prepared.push(p)
     }
     // Nothing can be archived before the first space is scanned (a tar header holds the length):
-    // the main thread scans it while the worker scans the second, so both cores work from the start.
+    // the main thread scans it while the worker scans the second, so both cores work from the start
+    // (unless the backup is small enough for every scan to stay on the main thread; see scan-client.ts).
     begin(0, order.length > 1)
     begin(1)
     for (let i = 0; i < order.length; i++) {

@@ -30,7 +30,8 @@ export interface WalRecord {
   recordSize: number
   computedPayloadCrc: number
   /**
-   * The payload: a view into the reader's window, valid only until the next record is requested.
+   * The payload: a view into the reader's window, valid only until the next record is requested
+   * (with `batches()`: until the next batch is).
    * Undefined for a payload larger than `maxInlinePayload` (its CRC is computed while streaming).
    */
   payload?: Buffer
@@ -72,7 +73,7 @@ export interface ReadOptions {
 }
 
 export class WalFileReader {
-  /** How the walk ended; set once `records()` has finished. */
+  /** How the walk ended; set once `records()` or `batches()` has finished. */
   end?: FileEnd
   /** Bytes the walk considered (the size snapshot). */
   size = 0
@@ -233,7 +234,8 @@ export class WalFileReader {
       const batch = this.inWindow(state)
       yield batch
       // A batch the consumer never opened is walked past here (so the walk always moves on); one it
-      // left early is closed, and the next batch starts at the record after the last one it took.
+      // left early with `break` (which closes it) continues, in the next batch, after the last record
+      // it took. A batch advanced by hand and then abandoned open is walked past like an unopened one.
       if (!state.done && !state.want) {
         for (const _ of batch) {
           // passed over unread
