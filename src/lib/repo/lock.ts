@@ -47,7 +47,7 @@ export interface LockOptions {
   command: string
   /** How long to wait for a held lock before failing (ms). */
   waitMs: number
-  /** Lease lifetime; renewed every ttl/3 while held. */
+  /** Lease lifetime; renewed every ttl/6 while held. */
   ttlMs?: number
   signal?: AbortSignal
   onWait?: (holder: LeaseOwner) => void
@@ -180,9 +180,12 @@ export async function acquireRepoLock(backend: RepositoryBackend, o: LockOptions
   // The renewal in flight, if any: release() waits for it, or its put could land after the delete
   // and leave a live-looking lease behind.
   let renewing: Promise<void> = Promise.resolve()
+  // Beats at a sixth of the TTL: with a third as the margin, a beat that fails (the repository briefly
+  // unreachable) leaves room for two more before the lease counts as lost. Beating at a third, the
+  // next beat after one failure already fell on the margin.
   const timer = setInterval(() => {
     renewing = renewing.then(renew)
-  }, Math.max(100, Math.floor(ttl / 3)))
+  }, Math.max(100, Math.floor(ttl / 6)))
   timer.unref()
   return {
     owner,
