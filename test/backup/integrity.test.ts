@@ -21,7 +21,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {IntegrityError} from '../../src/lib/errors.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
-import {zstdFrames} from '../../src/lib/repo/compression.js'
+import {FrameCompressor} from '../../src/lib/repo/compression.js'
 import {type FileCapture, type Manifest, sealManifest} from '../../src/lib/repo/manifest.js'
 import {Repository} from '../../src/lib/repo/repository.js'
 import {runRestore} from '../../src/lib/restore/restore.js'
@@ -319,12 +319,9 @@ describe('hostile archives sealed into a manifest that passes level 2 are refuse
   async function plant(entries: Entry[], listed: Entry[]): Promise<void> {
     const tar = tarOf(entries)
     // Compressed as backups are (indexed zstd frames), so only the tar inside is hostile.
-    const frames: Buffer[] = []
-    for await (const c of zstdFrames(3)((async function* () {
-      yield tar
-    })()))
-      frames.push(c)
-    const archive = Buffer.concat(frames)
+    const compressor = new FrameCompressor(3)
+    const archive = Buffer.concat(await compressor.compress(tar))
+    compressor.close()
     const m = JSON.parse(originalManifest.toString('utf8')) as Manifest
     const sp = m.spaces.find((s) => s.space === 'default')!
     const template = sp.files[0]

@@ -1,6 +1,6 @@
 /**
  * Archive compression. A .tar.zst we write is a sequence of independent zstd frames of about
- * `chunkSize` input bytes each, compressed concurrently in libuv's thread pool, so it uses every core
+ * FRAME_SIZE input bytes each, compressed concurrently in libuv's thread pool, so it uses every core
  * as `zstd -T0` does. Each frame is preceded by a zstd *skippable* frame holding its compressed size:
  * `zstd -d` ignores skippable frames, so the file is a standard .zst, and our reader can cut the
  * stream into frames and decompress them concurrently too.
@@ -54,11 +54,6 @@ export function parseCompression(text: string): Compression {
 
 export function archiveExtension(c: Compression): string {
   return c.codec === 'zstd' ? '.zst' : ''
-}
-
-export interface CompressOptions {
-  chunkSize?: number
-  concurrency?: number
 }
 
 function frameIndex(compressedSize: number): Buffer {
@@ -118,45 +113,6 @@ export class FrameCompressor {
 
   close(): void {
     this.z.destroy()
-  }
-}
-
-/** Compresses one frame with a compressor of its own (for callers that compress a few frames). */
-export async function compressFrame(data: Buffer, level: number): Promise<Buffer[]> {
-  const c = new FrameCompressor(level)
-  try {
-    return await c.compress(data)
-  } finally {
-    c.close()
-  }
-}
-
-/** An async-generator transform for stream.pipeline that compresses with zstd in parallel frames. */
-export function zstdFrames(level: number, o: CompressOptions = {}) {
-  const chunkSize = o.chunkSize ?? FRAME_SIZE
-  const concurrency = o.concurrency ?? FRAME_CONCURRENCY
-  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    const pending: Array<Promise<Buffer[]>> = []
-    let parts: Buffer[] = []
-    let length = 0
-    const submit = () => {
-      const chunk = parts.length === 1 ? parts[0] : Buffer.concat(parts, length)
-      parts = []
-      length = 0
-      const p = compressFrame(chunk, level)
-      p.catch(() => {}) // awaited in turn; a failure while an older frame is awaited is not unhandled
-      pending.push(p)
-    }
-    for await (const c of source) {
-      parts.push(c)
-      length += c.length
-      if (length >= chunkSize) {
-        submit()
-        if (pending.length >= concurrency) yield* await pending.shift()!
-      }
-    }
-    if (length > 0) submit()
-    while (pending.length > 0) yield* await pending.shift()!
   }
 }
 
