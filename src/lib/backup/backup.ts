@@ -128,6 +128,18 @@ async function openSources(space: string, sources: Awaited<ReturnType<typeof col
   return opened.sort((a, b) => (a.name < b.name ? -1 : 1))
 }
 
+type Capture = {src: OpenSource; scan: CaptureScan; entry: ArchiveEntry}
+
+/** A space after pass 1: its open files, the parent's view of them, and what will be archived. */
+interface PreparedSpace {
+  opened: OpenSource[]
+  state: Map<string, FileState>
+  captures: Capture[]
+  rewritten: string[]
+  samples: Sample[]
+  spaceDamage: BackupResult['damage']
+}
+
 export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const dataDir = resolve(o.dataDir)
   await assertDataDir(dataDir)
@@ -141,14 +153,13 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   for (const b of lock.broken) o.reporter.warn(`broke a stale repository lock held by ${b.command} (pid ${b.pid} on ${b.host}, since ${b.startedAt})`)
   const written: string[] = []
   const handles: OpenSource[] = []
-  const prepared: Array<Promise<unknown>> = []
   const scanner = new Scanner()
   const archiver = new ArchiveWriter(o.compression)
-  // Aborted by the caller's signal, or by a failure while the next space is being scanned ahead.
+  // Scans ahead stop on the caller's signal, or on a failure while the next space is being scanned.
   const stopScans = new AbortController()
-  const onAbort = () => stopScans.abort(o.signal?.reason)
-  if (o.signal?.aborted) onAbort()
-  else o.signal?.addEventListener('abort', onAbort, {once: true})
+  const scanSignal = o.signal ? AbortSignal.any([o.signal, stopScans.signal]) : stopScans.signal
+  // Pass 1 of each space, started ahead of its archive (index = position in `order`).
+  const ahead: Array<Promise<PreparedSpace>> = []
   try {
     const cleanedUp = await cleanupIncomplete(o.repo)
     for (const id of cleanedUp) o.reporter.warn(`removed the objects of incomplete backup ${id} (a run that did not finish)`)
@@ -184,10 +195,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     let rewriteTimeNs: bigint | null = null
     const compactionSpaces: string[] = []
     let done = 0
-    type Capture = {src: OpenSource; scan: CaptureScan; entry: ArchiveEntry}
     // Pass 1 of a space (open, compare with the parent, scan). Runs while the previous space's
     // archive is compressed, so the CRC scan uses the time the main thread would spend waiting.
-    const prepare = async (spaceId: string, onMainThread: boolean) => {
+    const prepare = async (spaceId: string, onMainThread: boolean): Promise<PreparedSpace> => {
       const opened = await openSources(spaceId, sources.files.get(spaceId) ?? [])
       handles.push(...opened)
       const state = chainFileState(parentChain, spaceId)
@@ -207,7 +217,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           if (same) start = prev.end
           else rewritten.push(src.name)
         }
-        const scan = await scanner.scan(src, start, samples, 8, seen, stopScans.signal, onMainThread)
+        const scan = await scanner.scan(src, start, samples, 8, seen, scanSignal, onMainThread)
         for (const d of scan.damage) spaceDamage.push({space: spaceId, file: src.name, ...d})
         if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
         const entry = start === 0 ? `${spaceId}/wal/${src.name}` : `${spaceId}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
@@ -216,14 +226,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       return {opened, state, captures, rewritten, samples, spaceDamage}
     }
     const order = sources.spaces.map((sp) => sp.id)
-    const ahead = new Map<number, ReturnType<typeof prepare>>()
     const begin = (k: number, onMainThread = false) => {
-      if (k >= order.length || ahead.has(k)) return
-      const p = prepare(order[k], onMainThread)
+      if (k >= order.length || k < ahead.length) return // started already (spaces start in order)
+      ahead[k] = prepare(order[k], onMainThread)
       // Awaited in turn (or in `finally`): a failure is never unhandled.
-      p.catch(() => {})
-      ahead.set(k, p)
-      prepared.push(p)
+      ahead[k].catch(() => {})
     }
     // Nothing can be archived before the first space is scanned (a tar header holds the length):
     // the main thread scans it while the worker scans the second, so both cores work from the start
@@ -232,26 +239,25 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     begin(1)
     for (let i = 0; i < order.length; i++) {
       o.signal?.throwIfAborted()
-      const sp = {id: order[i]}
-      const {opened, state, captures, rewritten, samples, spaceDamage} = await ahead.get(i)!
-      ahead.delete(i)
+      const spaceId = order[i]
+      const {opened, state, captures, rewritten, samples, spaceDamage} = await ahead[i]
       begin(i + 1)
       damage.push(...spaceDamage)
-      for (const c of captures) if (c.src.source === 'unlinked') unlinked.push({space: sp.id, name: c.src.name, pid: c.src.pid})
+      for (const c of captures) if (c.src.source === 'unlinked') unlinked.push({space: spaceId, name: c.src.name, pid: c.src.pid})
       const present = new Set(opened.map((s) => s.name))
       const gone = [...state.keys()].filter((n) => !present.has(n))
       if (gone.length > 0 || rewritten.length > 0) {
-        compactionSpaces.push(sp.id)
+        compactionSpaces.push(spaceId)
         for (const c of captures) {
           if (c.scan.start === 0 && c.scan.firstTimestampNs !== null && (rewriteTimeNs === null || c.scan.firstTimestampNs < rewriteTimeNs) && !state.has(c.src.name) || rewritten.includes(c.src.name)) {
             if (c.scan.firstTimestampNs !== null && (rewriteTimeNs === null || c.scan.firstTimestampNs < rewriteTimeNs)) rewriteTimeNs = c.scan.firstTimestampNs
           }
         }
-        o.reporter.warn(`space ${sp.id}: ${gone.length} WAL files gone and ${rewritten.length} rewritten since ${parent?.id}: Engram restarted and compacted; captured the new files whole`)
+        o.reporter.warn(`space ${spaceId}: ${gone.length} WAL files gone and ${rewritten.length} rewritten since ${parent?.id}: Engram restarted and compacted; captured the new files whole`)
       }
       let archive: SpaceCapture['archive'] = null
       if (captures.length > 0) {
-        const key = archiveKey(id, sp.id, archiveExtension(o.compression))
+        const key = archiveKey(id, spaceId, archiveExtension(o.compression))
         written.push(key)
         const total = captures.reduce((a, c) => a + c.entry.length, 0)
         const w = await archiver.write(
@@ -260,15 +266,15 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           captures.map((c) => c.entry),
           (n) => {
             done += n
-            o.reporter.progress({phase: `backup ${sp.id}`, done, unit: 'bytes'})
+            o.reporter.progress({phase: `backup ${spaceId}`, done, unit: 'bytes'})
           },
           o.signal,
         )
         archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
-        o.reporter.info(`  ${sp.id}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
+        o.reporter.info(`  ${spaceId}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
       }
       const files = captures.map((c) => captureRecord(c.src, c.scan, c.entry.path))
-      spaces.push({space: sp.id, archive, files, gone, rewritten, memories: null, samples})
+      spaces.push({space: spaceId, archive, files, gone, rewritten, memories: null, samples})
     }
 
     const finished = new Date()
@@ -333,10 +339,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     await o.repo.backend.delete(written).catch(() => {})
     throw error
   } finally {
-    await Promise.allSettled(prepared) // they may still be opening files: let them finish before closing them
+    await Promise.allSettled(ahead) // they may still be opening files: let them finish before closing them
     await scanner.close() // before the descriptors it reads are closed
     archiver.close()
-    o.signal?.removeEventListener('abort', onAbort)
     for (const h of handles) await h.handle.close().catch(() => {})
     await lock.release().catch(() => {})
   }
