@@ -20,7 +20,7 @@ import {archiveExtension, type Compression} from '../repo/compression.js'
 import {archiveKey} from '../repo/layout.js'
 import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
 import {backupId, type FileCapture, type Manifest, sealManifest, type SpaceCapture} from '../repo/manifest.js'
-import type {Repository} from '../repo/repository.js'
+import type {BackupEntry, Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
 import {type ArchiveEntry, ArchiveWriter} from './archive.js'
 import {type CaptureScan, captureRecord, hashRange, headLength, type OpenSource, type Sample} from './capture.js'
@@ -81,10 +81,13 @@ export function chainFileState(chain: Manifest[], space: string): Map<string, Fi
   return state
 }
 
-/** Removes objects of backups that never wrote a manifest (crashed or failed runs). Needs the lock. */
-export async function cleanupIncomplete(repo: Repository): Promise<string[]> {
+/**
+ * Removes objects of backups that never wrote a manifest (crashed or failed runs). Needs the lock;
+ * `entries` is a listing taken under it (listing a repository is a request per 1000 objects on S3).
+ */
+export async function cleanupIncomplete(repo: Repository, entries?: BackupEntry[]): Promise<string[]> {
   const cleaned: string[] = []
-  for (const b of await repo.backups()) {
+  for (const b of entries ?? (await repo.backups())) {
     if (b.complete) continue
     await repo.backend.delete(b.keys)
     cleaned.push(b.id)
@@ -161,7 +164,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // Pass 1 of each space, started ahead of its archive (index = position in `order`).
   const ahead: Array<Promise<PreparedSpace>> = []
   try {
-    const cleanedUp = await cleanupIncomplete(o.repo)
+    const listed = await o.repo.backups()
+    const cleanedUp = await cleanupIncomplete(o.repo, listed)
     for (const id of cleanedUp) o.reporter.warn(`removed the objects of incomplete backup ${id} (a run that did not finish)`)
 
     // Parent: the newest complete backup of this data directory that covers the selected spaces.
@@ -171,7 +175,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     let parentChain: Manifest[] = []
     let note: string | null = null
     if (type === 'incremental') {
-      const all = await o.repo.completeBackups()
+      const all = await o.repo.completeBackups(listed)
       const parent = [...all].reverse().find((m) => m.dataRoot === dataDir && m.host === hostname() && spaceIds.every((s) => m.spaces.some((x) => x.space === s)))
       if (parent) {
         parentChain = await o.repo.chain(parent.id)

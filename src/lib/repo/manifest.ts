@@ -93,11 +93,9 @@ export function selfChecksum(doc: {checksum: string}): string {
     .digest('hex')
 }
 
-export const manifestChecksum = (m: Manifest): string => selfChecksum(m)
-
 export function sealManifest(m: Omit<Manifest, 'checksum'>): Manifest {
   const full = {...m, checksum: ''} as Manifest
-  full.checksum = manifestChecksum(full)
+  full.checksum = selfChecksum(full)
   return full
 }
 

@@ -8,7 +8,7 @@ import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
 import {EncryptedBackend, type EncryptionConfig, unwrapKey, wrapKey} from './crypto.js'
 import {BACKUPS_PREFIX, backupIdOfKey, manifestKey, REPO_CONFIG_KEY, verificationKey} from './layout.js'
-import {type Manifest, MANIFEST_FORMAT, manifestChecksum, selfChecksum} from './manifest.js'
+import {type Manifest, MANIFEST_FORMAT, selfChecksum} from './manifest.js'
 
 export const REPO_FORMAT = 'engram-ops-repo/1'
 
@@ -28,8 +28,6 @@ export interface OpenOptions {
   /** Needed for an encrypted repository; never logged. */
   passphrase?: string
 }
-
-export const repoConfigChecksum = (c: RepoConfig): string => selfChecksum(c)
 
 export interface BackupEntry {
   id: string
@@ -69,7 +67,7 @@ export class Repository {
       dataKey = randomBytes(32)
       config.encryption = await wrapKey(dataKey, o.passphrase)
     }
-    config.checksum = repoConfigChecksum(config)
+    config.checksum = selfChecksum(config)
     try {
       await backend.put(REPO_CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`), {ifAbsent: true})
     } catch (error) {
@@ -112,7 +110,7 @@ export class Repository {
         cause: error,
       })
     }
-    if (typeof config !== 'object' || config === null || typeof config.checksum !== 'string' || repoConfigChecksum(config) !== config.checksum) {
+    if (typeof config !== 'object' || config === null || typeof config.checksum !== 'string' || selfChecksum(config) !== config.checksum) {
       throw new IntegrityError(`repository config ${REPO_CONFIG_KEY} at ${backend.url} fails its checksum`, {
         code: 'REPO_CONFIG_CORRUPT',
         subject: REPO_CONFIG_KEY,
@@ -141,7 +139,7 @@ export class Repository {
     }
     const key = await unwrapKey(this.config.encryption, oldPassphrase)
     const config: RepoConfig = {...this.config, encryption: await wrapKey(key, newPassphrase), checksum: ''}
-    config.checksum = repoConfigChecksum(config)
+    config.checksum = selfChecksum(config)
     await this.backend.put(REPO_CONFIG_KEY, Buffer.from(`${JSON.stringify(config, null, 2)}\n`))
     Object.assign(this.config, {encryption: config.encryption, checksum: config.checksum})
   }
@@ -163,9 +161,9 @@ export class Repository {
     return list
   }
 
-  /** Complete backups, ordered by their manifests' start times. */
-  async completeBackups(): Promise<Manifest[]> {
-    return (await this.backups())
+  /** Complete backups, ordered by their manifests' start times (of `entries`, a listing already taken, if given). */
+  async completeBackups(entries?: BackupEntry[]): Promise<Manifest[]> {
+    return (entries ?? (await this.backups()))
       .filter((b) => b.manifest)
       .map((b) => b.manifest!)
       .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.id < b.id ? -1 : 1))
@@ -174,7 +172,7 @@ export class Repository {
   /**
    * Verified manifests by id, as the JSON read (parsed anew for each caller, who may change it). A
    * manifest never changes once written, and one command reads the same ones several times: a backup
-   * lists the repository for its cleanup, again for its parent, then walks the parent's chain.
+   * reads them to find its parent, then walks the parent's chain.
    */
   private readonly manifests = new Map<string, string>()
 
@@ -195,20 +193,21 @@ export class Repository {
       }
       throw error
     }
+    const text = raw.toString('utf8')
     let m: Manifest
     try {
-      m = JSON.parse(raw.toString('utf8')) as Manifest
+      m = JSON.parse(text) as Manifest
     } catch (error) {
       throw new IntegrityError(`manifest of backup ${id} is not valid JSON`, {code: 'MANIFEST_CORRUPT', subject: manifestKey(id), cause: error, suggestion: 'The backup cannot be trusted; take a new full backup.'})
     }
-    if (m.format !== MANIFEST_FORMAT || m.id !== id || manifestChecksum(m) !== m.checksum) {
+    if (m.format !== MANIFEST_FORMAT || m.id !== id || selfChecksum(m) !== m.checksum) {
       throw new IntegrityError(`manifest of backup ${id} fails its checksum`, {
         code: 'MANIFEST_CORRUPT',
         subject: manifestKey(id),
         suggestion: 'The backup cannot be trusted; take a new full backup and prune this one.',
       })
     }
-    this.manifests.set(id, raw.toString('utf8'))
+    this.manifests.set(id, text)
     return m
   }
 

@@ -44,7 +44,7 @@ export async function runPrune(repo: Repository, policy: RetentionPolicy, o: {ap
         await repo.backend.delete(keysOf.get(id)!.filter((k) => k !== manifestKey(id)))
         o.reporter.info(`deleted backup ${id}`)
       }
-      const cleaned = await cleanupIncomplete(repo)
+      const cleaned = await cleanupIncomplete(repo, incomplete)
       for (const id of cleaned) o.reporter.info(`deleted the objects of incomplete backup ${id}`)
     }
     return {
