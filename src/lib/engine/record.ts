@@ -27,14 +27,14 @@ export function entryTypeName(type: number): string {
   return ENTRY_TYPE_NAMES[type] ?? 'Unknown'
 }
 
-/** Engram decodes unknown entry types as EpisodeStore when it replays them. */
-export function replayedAs(type: number): string {
-  return ENTRY_TYPE_NAMES[type] ?? 'EpisodeStore'
-}
-
 /** True for the entry types Engram replays as an episode: EpisodeStore and every unknown type. */
 export function isEpisodeType(type: number): boolean {
   return !(type in ENTRY_TYPE_NAMES) || type === EntryType.EpisodeStore
+}
+
+/** The entry type Engram replays a record as (unknown types decode as EpisodeStore). */
+export function replayedAs(type: number): string {
+  return isEpisodeType(type) ? 'EpisodeStore' : ENTRY_TYPE_NAMES[type]
 }
 
 export function entryTypeFromName(name: string): number | undefined {
