@@ -27,11 +27,15 @@ export function sh(command, opts = {}) {
   })
 }
 
-/** Runs the built CLI; resolves with wall time and the process's peak RSS in bytes. */
+/**
+ * Runs the built CLI as the installed `engram-ops` command runs (bin/run.js executed, so its launcher
+ * lines set the malloc thresholds); resolves with wall time and the process's peak RSS in bytes.
+ */
 export async function runCli(args, opts = {}) {
   const rssFile = join(tmpdir(), `bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`)
   const quoted = args.map((a) => `'${String(a).replaceAll("'", "'\\''")}'`).join(' ')
-  const r = await sh(`node --import '${preload}' '${cli}' ${quoted}`, {...opts, env: {...opts.env, BENCH_RSS_FILE: rssFile}})
+  const env = {...opts.env, BENCH_RSS_FILE: rssFile, NODE_OPTIONS: `--import="${preload}"`}
+  const r = await sh(`'${cli}' ${quoted}`, {...opts, env})
   const lines = existsSync(rssFile) ? readFileSync(rssFile, 'utf8').trim().split('\n').map((l) => l.split(' ').map(Number)) : []
   rmSync(rssFile, {force: true})
   const rss = lines.length > 0 ? Math.max(...lines.map((l) => l[0])) : NaN

@@ -1,0 +1,61 @@
+/**
+ * bin/run.js as an installed command runs it: executed directly (and through a symlink, as npm links
+ * it), its first lines are read by sh, which sets glibc's malloc thresholds and execs Node on the same
+ * file. A preload module reports the environment Node's process sees.
+ */
+import {execFile} from 'node:child_process'
+import {mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+import {promisify} from 'node:util'
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {repoRoot} from '../support/fixtures.js'
+
+const run = promisify(execFile)
+const cli = join(repoRoot, 'bin', 'run.js')
+const work = mkdtempSync(join(tmpdir(), 'engram-ops-launcher-'))
+const probe = join(work, 'probe.mjs')
+writeFileSync(probe, "process.stderr.write(`malloc ${process.env.MALLOC_MMAP_THRESHOLD_} ${process.env.MALLOC_TRIM_THRESHOLD_}\\n`)\n")
+afterAll(() => rmSync(work, {recursive: true, force: true}))
+
+/** Runs `file` as a program (its #! line decides), with the test's Node first on PATH. */
+async function launch(file: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{stdout: string; stderr: string}> {
+  const env = {...probeEnv(), PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...extraEnv}
+  return run(file, ['--version'], {env, timeout: 30_000})
+}
+
+/** The test's environment without malloc settings of its own, with the probe preloaded. */
+function probeEnv(): NodeJS.ProcessEnv {
+  const env = {...process.env, NODE_OPTIONS: `--import=${probe}`}
+  delete env.MALLOC_MMAP_THRESHOLD_
+  delete env.MALLOC_TRIM_THRESHOLD_
+  return env
+}
+
+describe('launcher', () => {
+  it('sets the malloc thresholds and runs the CLI', async () => {
+    const r = await launch(cli)
+    expect(r.stderr).toBe('malloc 33554432 134217728\n')
+    expect(r.stdout).toMatch(/^engram-ops\/\d+\.\d+\.\d+ /)
+  })
+
+  it('keeps values the operator already set', async () => {
+    const r = await launch(cli, {MALLOC_TRIM_THRESHOLD_: '4096'})
+    expect(r.stderr).toBe('malloc 33554432 4096\n')
+  })
+
+  it('works through a symlink, as npm installs the command', async () => {
+    const link = join(work, 'engram-ops')
+    symlinkSync(cli, link)
+    const r = await launch(link)
+    expect(r.stderr).toBe('malloc 33554432 134217728\n')
+    expect(r.stdout).toMatch(/^engram-ops\/\d+\.\d+\.\d+ /)
+  })
+
+  it('run as `node bin/run.js`, Node skips the sh lines', async () => {
+    const r = await run(process.execPath, [cli, '--version'], {env: probeEnv(), timeout: 30_000})
+    expect(r.stderr).toBe('malloc undefined undefined\n')
+    expect(r.stdout).toMatch(/^engram-ops\/\d+\.\d+\.\d+ /)
+  })
+})
