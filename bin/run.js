@@ -9,6 +9,27 @@
 // heap; up to 128 MiB of free heap kept). Page faults are system time, and on a VM whose free pages are
 // handed back to the host they are slow. Values already in the environment win; other C libraries
 // ignore the variables. Running `node bin/run.js` skips this line and these settings.
+// Checked here so an old Node fails with a sentence, not a stack trace from node:zlib (zstd came in 22.15).
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 15)) {
+  process.stderr.write(`engram-ops needs Node.js 22.15 or newer (it uses zstd from node:zlib); this is Node.js ${process.versions.node} (${process.execPath}). Put a newer node first on PATH.\n`)
+  process.exit(10)
+}
+
+// Start-up is most of a small incremental backup (a 1 GiB data directory's 1 % incremental takes about
+// 0.25 s, 0.1 s of it loading oclif and our modules). Node's compile cache and skipping oclif's check of
+// its own Node requirement (semver, loaded only for that; ours is checked above) took about 10 ms each
+// off `--version` (20 runs each, alternating). The cache lives in the user's cache directory, not in
+// the temporary directory, which a backup promises to leave alone; NODE_COMPILE_CACHE chooses another
+// place and NODE_DISABLE_COMPILE_CACHE=1 turns it off. Where it cannot be written, Node goes without.
+const {enableCompileCache} = await import('node:module')
+if (process.env.NODE_COMPILE_CACHE) enableCompileCache?.()
+else {
+  const [{homedir}, {join}] = await Promise.all([import('node:os'), import('node:path')])
+  enableCompileCache?.(join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'engram-ops', 'node-compile-cache'))
+}
+process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
+
 // libuv's thread pool (4 threads by default) runs zstd as well as file writes and fsyncs. A restore
 // (and a verification that restores) keeps fsyncs waiting on the disk while it decompresses, which
 // left zstd short of threads: 8 made restores about 10 % faster here. Backups stay at 4 (more threads

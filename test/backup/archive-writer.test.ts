@@ -1,7 +1,7 @@
 /**
  * ArchiveWriter: one set of frame buffers and zstd streams for every archive of a backup. Archives
- * written one after another by the same writer are each a standard .tar.zst holding exactly their own
- * entries; after a failed archive the writer refuses further work instead of reusing a compressor that
+ * written by the same writer, one after another or at once, are each a standard .tar.zst holding
+ * exactly their own entries; after a failed archive the writer refuses further work instead of reusing a compressor that
  * may be left inside a frame.
  */
 import {execFileSync} from 'node:child_process'
@@ -58,6 +58,30 @@ describe('ArchiveWriter', () => {
       }
     } finally {
       writer.close()
+    }
+  })
+
+  it('writes archives concurrently with shared streams and buffers: each holds exactly its own entries', async () => {
+    const repo = join(tmp, 'repo-concurrent')
+    const backend = new FsBackend(repo)
+    const groups = [['c', 'a'], ['b'], ['a', 'c', 'b'], ['c']]
+    // Fewer archive slots than archives at once: frames wait for buffers and compressors.
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 2)
+    const opened: ArchiveEntry[][] = await Promise.all(groups.map((names) => Promise.all(names.map(entry))))
+    try {
+      const written = await Promise.all(opened.map((entries, i) => writer.write(backend, `y/${i}.tar.zst`, entries, () => {})))
+      for (const [i, names] of groups.entries()) {
+        const path = join(repo, 'y', `${i}.tar.zst`)
+        expect(written[i]).toMatchObject({key: `y/${i}.tar.zst`, sha256: sha256(readFileSync(path)), size: readFileSync(path).length})
+        const out = join(tmp, `concurrent${i}`)
+        execFileSync('sh', ['-c', `mkdir -p '${out}' && zstd -dc '${path}' | tar -x -C '${out}'`])
+        const listed = execFileSync('sh', ['-c', `zstd -dc '${path}' | tar -t`]).toString().trim().split('\n')
+        expect(listed).toEqual(names.map((n) => `s/wal/wal-${n}.log`))
+        for (const n of names) expect(sha256(readFileSync(join(out, 's', 'wal', `wal-${n}.log`)))).toBe(sha256(files[n]))
+      }
+    } finally {
+      writer.close()
+      for (const e of opened.flat()) await e.handle.close()
     }
   })
 

@@ -38,26 +38,27 @@ interface Frame {
 }
 
 /**
- * A fixed set of frame-sized buffers, reused for every archive of a backup. Allocating a fresh buffer per
- * chunk cost more than the hashing (page faults, garbage collection, joining chunks into frames).
+ * A fixed set of reusable things (frame buffers, zstd compressors) handed out one at a time; `acquire`
+ * waits while all are out. Allocating a fresh buffer per chunk cost more than the hashing (page faults,
+ * garbage collection, joining chunks into frames), and a zstd stream per frame a new context each time.
  */
-class FramePool {
-  private readonly free: Buffer[] = []
-  private readonly waiting: Array<(b: Buffer) => void> = []
+class Pool<T> {
+  private readonly free: T[]
+  private readonly waiting: Array<(item: T) => void> = []
 
-  constructor(size: number, count: number) {
-    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(size))
+  constructor(items: T[]) {
+    this.free = [...items]
   }
 
-  acquire(): Promise<Buffer> {
-    const b = this.free.pop()
-    return b ? Promise.resolve(b) : new Promise((resolve) => this.waiting.push(resolve))
+  acquire(): Promise<T> {
+    const item = this.free.pop()
+    return item === undefined ? new Promise((resolve) => this.waiting.push(resolve)) : Promise.resolve(item)
   }
 
-  release(b: Buffer): void {
+  release(item: T): void {
     const next = this.waiting.shift()
-    if (next) next(b)
-    else this.free.push(b)
+    if (next) next(item)
+    else this.free.push(item)
   }
 }
 
@@ -67,7 +68,7 @@ class FramePool {
  * taken by the scan (pass 1) from the same descriptor; WAL files are append-only, and a file changed in
  * place between the passes would be caught by restore and level-3 verification, not here.
  */
-async function* tarFrames(entries: ArchiveEntry[], pool: FramePool, frameSize: number, onBytes: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Frame> {
+async function* tarFrames(entries: ArchiveEntry[], pool: Pool<Buffer>, frameSize: number, onBytes: (n: number) => void, signal?: AbortSignal): AsyncGenerator<Frame> {
   let frame = await pool.acquire()
   let used = 0
   const emit = (): Frame => {
@@ -119,18 +120,21 @@ async function* tarFrames(entries: ArchiveEntry[], pool: FramePool, frameSize: n
   else pool.release(frame)
 }
 
-function compressStage(compressors: FrameCompressor[]) {
+function compressStage(compressors: Pool<FrameCompressor>) {
   return async function* (frames: AsyncIterable<Frame>): AsyncGenerator<Buffer> {
-    // Frame i goes to compressor i % n: frames are awaited in order and at most n are pending, so
-    // that compressor has finished frame i - n.
+    // Frames are compressed by whichever compressor is free (several archives may share them) and
+    // come out in order; at most FRAME_CONCURRENCY of this archive's frames are pending.
     const pending: Array<Promise<Buffer[]>> = []
-    let n = 0
     for await (const f of frames) {
-      const p = compressors[n++ % compressors.length].compress(f.data).finally(f.release)
+      const compressor = await compressors.acquire()
+      const p = compressor.compress(f.data).finally(() => {
+        f.release()
+        compressors.release(compressor)
+      })
       // It may reject while an older frame is awaited: handled when its turn comes, never unhandled.
       p.catch(() => {})
       pending.push(p)
-      if (pending.length >= compressors.length) yield* await pending.shift()!
+      if (pending.length >= FRAME_CONCURRENCY) yield* await pending.shift()!
     }
     while (pending.length > 0) yield* await pending.shift()!
   }
@@ -151,17 +155,25 @@ export interface WrittenArchive {
 }
 
 /**
- * Writes the archives of one backup. The frame buffers and the zstd streams are made once and used for
- * every archive: made per archive, each space's set was allocated while the last one's waited for the
- * garbage collector, which put a peak in the memory at every space. Not for concurrent use.
+ * Writes the archives of one backup. The frame buffers and the zstd streams are made once and shared
+ * by every archive: made per archive, each space's set was allocated while the last one's waited for
+ * the garbage collector, which put a peak in the memory at every space. Up to `archives` archives may
+ * be written at once; each holds at most one frame buffer while it reads, so the pool has one per
+ * archive beside the FRAME_CONCURRENCY being compressed.
  */
 export class ArchiveWriter {
-  private readonly pool = new FramePool(FRAME_SIZE, FRAME_CONCURRENCY + 1)
-  private readonly compressors: FrameCompressor[]
+  private readonly pool: Pool<Buffer>
+  private readonly compressorList: FrameCompressor[]
+  private readonly compressors: Pool<FrameCompressor>
   private closed = false
 
-  constructor(private readonly compression: Compression) {
-    this.compressors = compression.codec === 'zstd' ? Array.from({length: FRAME_CONCURRENCY}, () => new FrameCompressor(compression.level)) : []
+  constructor(
+    private readonly compression: Compression,
+    archives = 1,
+  ) {
+    this.pool = new Pool<Buffer>(Array.from({length: FRAME_CONCURRENCY + archives}, () => Buffer.allocUnsafe(FRAME_SIZE)))
+    this.compressorList = compression.codec === 'zstd' ? Array.from({length: FRAME_CONCURRENCY}, () => new FrameCompressor(compression.level)) : []
+    this.compressors = new Pool(this.compressorList)
   }
 
   async write(backend: RepositoryBackend, key: string, entries: ArchiveEntry[], onBytes: (n: number) => void, signal?: AbortSignal): Promise<WrittenArchive> {
@@ -210,6 +222,6 @@ export class ArchiveWriter {
 
   close(): void {
     this.closed = true
-    for (const c of this.compressors) c.close()
+    for (const c of this.compressorList) c.close()
   }
 }

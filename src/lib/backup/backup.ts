@@ -16,7 +16,7 @@ import {resolve} from 'node:path'
 import {nowNs} from '../engine/datetime.js'
 import {assertDataDir} from '../engine/layout.js'
 import {fsError} from '../errors.js'
-import {archiveExtension, type Compression} from '../repo/compression.js'
+import {archiveExtension, type Compression, FRAME_CONCURRENCY, FRAME_SIZE} from '../repo/compression.js'
 import {archiveKey} from '../repo/layout.js'
 import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
 import {backupId, type FileCapture, type Manifest, sealManifest, type SpaceCapture} from '../repo/manifest.js'
@@ -27,6 +27,15 @@ import {type CaptureScan, captureRecord, hashRange, headLength, type OpenSource,
 import {Scanner} from './scan-client.js'
 import {collectSources} from './sources.js'
 import {VERSION} from '../version.js'
+
+/**
+ * Space archives written at once (they share the backup's frame buffers and compressors), and the
+ * input they may hold between them: small archives (an incremental's) overlap, while an archive large
+ * enough to keep every compressor busy by itself is written alone, so a full backup's memory does not
+ * grow with its number of spaces.
+ */
+const ARCHIVES_IN_FLIGHT = 4
+const ARCHIVE_BYTES_IN_FLIGHT = 2 * FRAME_CONCURRENCY * FRAME_SIZE
 
 /** How long a record may take from its timestamp to the WAL file (Engram: ≤ 10 ms batching + fsync). */
 export const WRITE_LATENCY_MARGIN_NS = 250_000_000n
@@ -157,12 +166,17 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const written: string[] = []
   const handles: OpenSource[] = []
   const scanner = new Scanner()
-  const archiver = new ArchiveWriter(o.compression)
+  const archiver = new ArchiveWriter(o.compression, ARCHIVES_IN_FLIGHT)
   // Scans ahead stop on the caller's signal, or on a failure while the next space is being scanned.
   const stopScans = new AbortController()
   const scanSignal = o.signal ? AbortSignal.any([o.signal, stopScans.signal]) : stopScans.signal
   // Pass 1 of each space, started ahead of its archive (index = position in `order`).
   const ahead: Array<Promise<PreparedSpace>> = []
+  // Archives being written; the others stop when one fails.
+  const archiving = new Set<Promise<void>>()
+  let bytesInFlight = 0
+  const stopArchives = new AbortController()
+  const archiveSignal = o.signal ? AbortSignal.any([o.signal, stopArchives.signal]) : stopArchives.signal
   try {
     const listed = await o.repo.backups()
     const cleanedUp = await cleanupIncomplete(o.repo, listed)
@@ -259,12 +273,20 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         }
         o.reporter.warn(`space ${spaceId}: ${gone.length} WAL files gone and ${rewritten.length} rewritten since ${parent?.id}: Engram restarted and compacted; captured the new files whole`)
       }
-      let archive: SpaceCapture['archive'] = null
-      if (captures.length > 0) {
-        const key = archiveKey(id, spaceId, archiveExtension(o.compression))
-        written.push(key)
-        const total = captures.reduce((a, c) => a + c.entry.length, 0)
-        const w = await archiver.write(
+      const files = captures.map((c) => captureRecord(c.src, c.scan, c.entry.path))
+      const space: SpaceCapture = {space: spaceId, archive: null, files, gone, rewritten, memories: null, samples}
+      spaces.push(space)
+      if (captures.length === 0) continue
+      const key = archiveKey(id, spaceId, archiveExtension(o.compression))
+      written.push(key)
+      const total = captures.reduce((a, c) => a + c.entry.length, 0)
+      // Archives are written while the next spaces are prepared, small ones several at once: the small
+      // archives of an incremental each spent most of their time waiting (a frame or two to compress,
+      // then a write, an fsync and a rename), one after another.
+      while (archiving.size > 0 && (archiving.size >= ARCHIVES_IN_FLIGHT || bytesInFlight + total > ARCHIVE_BYTES_IN_FLIGHT)) await Promise.race(archiving)
+      bytesInFlight += total
+      const task = archiver
+        .write(
           o.repo.backend,
           key,
           captures.map((c) => c.entry),
@@ -272,14 +294,25 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
             done += n
             o.reporter.progress({phase: `backup ${spaceId}`, done, unit: 'bytes'})
           },
-          o.signal,
+          archiveSignal,
         )
-        archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
-        o.reporter.info(`  ${spaceId}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
-      }
-      const files = captures.map((c) => captureRecord(c.src, c.scan, c.entry.path))
-      spaces.push({space: spaceId, archive, files, gone, rewritten, memories: null, samples})
+        .then((w) => {
+          space.archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
+          o.reporter.info(`  ${spaceId}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
+        })
+        .finally(() => {
+          archiving.delete(task)
+          bytesInFlight -= total
+        })
+      // Awaited through `archiving` (race, then all) or in `catch`, so never unhandled; a failure stops
+      // the scans and the other archives at once instead of at the next space.
+      task.catch((error) => {
+        stopScans.abort(error)
+        stopArchives.abort(error)
+      })
+      archiving.add(task)
     }
+    await Promise.all(archiving)
 
     const finished = new Date()
     const totals = {
@@ -337,8 +370,11 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       damage,
     }
   } catch (error) {
-    // The next space's scan is not needed any more: stop waiting for it.
+    // The next space's scan and the other archives are not needed any more: stop them, and let the
+    // archives end before their objects are removed.
     stopScans.abort(error)
+    stopArchives.abort(error)
+    await Promise.allSettled(archiving)
     // Best effort: remove what this run wrote. A crash leaves them for the next run's cleanup.
     await o.repo.backend.delete(written).catch(() => {})
     throw error
