@@ -9,6 +9,7 @@ import {cp, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, sy
 import {tmpdir} from 'node:os'
 import {join, relative} from 'node:path'
 import {createInterface} from 'node:readline'
+import type {Readable} from 'node:stream'
 
 import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 
@@ -20,6 +21,8 @@ import {encodeEpisode} from '../../src/lib/engine/payload.js'
 import {WalFileReader} from '../../src/lib/engine/reader.js'
 import {encodeRecord, EntryType} from '../../src/lib/engine/record.js'
 import {EngineStore} from '../../src/lib/engine/store.js'
+import {WORKER_HASH_BYTES} from '../../src/lib/hash-worker.js'
+import type {ObjectInfo, PutOptions} from '../../src/lib/repo/backend.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import type {Compression} from '../../src/lib/repo/compression.js'
 import type {FileCapture, Manifest} from '../../src/lib/repo/manifest.js'
@@ -797,6 +800,76 @@ describe('restore safety', {timeout: 180_000}, () => {
     expect(JSON.parse(out.stdout).error).toMatchObject({exitCode: 15, subject: key})
     expect(await tree(target)).toEqual(before)
     expect(await leftovers()).toEqual([])
+  })
+})
+
+describe('restore of a chain large enough to hash in a worker thread', {timeout: 180_000}, () => {
+  it('is byte-identical; a flipped byte in an archive fails it (exit 15) and leaves the target as it was', async () => {
+    const root = await tmp('hashworker')
+    const data = join(root, 'data')
+    const repoDir = join(root, 'repo')
+    // ~3.3 KiB per episode: about 20 MiB of WAL, so object and file bytes together pass WORKER_HASH_BYTES.
+    await generateData({root: data, spaces: ['alpha', 'beta'], episodes: 3000, seed: 41, startNs: T0, windowNs: HOUR, fsync: false})
+    const repo = await newRepo(repoDir, {codec: 'zstd', level: 1})
+    await backup(repo, data, 'full')
+    await generateData({root: data, spaces: ['alpha'], episodes: 300, seed: 42, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
+    const inc = await backup(repo, data, 'incremental')
+    const chain = await repo.chain(inc.result.id)
+    const hashed = chain.flatMap((m) => m.spaces).reduce((a, s) => a + (s.archive ? s.archive.size + s.archive.uncompressedSize : 0), 0)
+    expect(hashed).toBeGreaterThanOrEqual(WORKER_HASH_BYTES)
+    const to = join(root, 'restored')
+    await restore(repo, to)
+    expect(await tree(to)).toEqual(await tree(data))
+
+    const key = chain[0].spaces.find((s) => s.space === 'beta')!.archive!.key
+    const fh = await open(join(repoDir, ...key.split('/')), 'r+')
+    const b = Buffer.alloc(1)
+    const at = Math.floor((await fh.stat()).size * 0.7)
+    await fh.read(b, 0, 1, at)
+    b[0] ^= 0x01
+    await fh.write(b, 0, 1, at)
+    await fh.close()
+    const target = join(root, 'damaged-target')
+    const err = await restore(repo, target).catch((e: unknown) => e)
+    expect(err).toMatchObject({exitCode: 15, subject: key})
+    expect(existsSync(target)).toBe(false)
+  })
+})
+
+describe('a backup whose archive fails', {timeout: 180_000}, () => {
+  it('fails with the error of that archive, stops the archives written beside it and leaves no object, lock or temporary file', async () => {
+    const root = await tmp('failing')
+    const data = join(root, 'data')
+    const spaces = ['alpha', 'beta', 'gamma', 'delta']
+    await generateData({root: data, spaces, episodes: 400, seed: 31, startNs: T0, windowNs: HOUR, fsync: false})
+    const repoDir = join(root, 'repo')
+    await newRepo(repoDir)
+    /** Stores every object but beta's archive, which fails after its first chunk, while the others are being written. */
+    class FailingBackend extends FsBackend {
+      readonly started: string[] = []
+      override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
+        this.started.push(key)
+        if (!key.endsWith('/beta.tar.zst')) return super.put(key, body, options)
+        for await (const chunk of body as Readable) {
+          void chunk
+          await new Promise((r) => setTimeout(r, 30))
+          break
+        }
+        throw new Error(`injected failure storing ${key}`)
+      }
+    }
+    const backend = new FailingBackend(repoDir)
+    const repo = await Repository.open(backend)
+    await expect(backup(repo, data, 'full')).rejects.toThrow(/^injected failure storing backups\/.+\/beta\.tar\.zst$/)
+    // Archives after beta's were started before it failed (they are written concurrently).
+    expect(backend.started.some((k) => k.endsWith('/gamma.tar.zst'))).toBe(true)
+    const backupsDir = join(repoDir, 'backups')
+    expect(existsSync(backupsDir) ? await readdir(backupsDir, {recursive: true}) : []).toEqual([])
+    expect(existsSync(join(repoDir, 'locks', 'repository.lock'))).toBe(false)
+    expect((await repo.backups()).length).toBe(0)
+    // The next backup succeeds.
+    const next = await backup(await Repository.open(new FsBackend(repoDir)), data, 'full')
+    expect(next.result.totals.files).toBe(spaces.length)
   })
 })
 

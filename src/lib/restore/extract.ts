@@ -5,12 +5,12 @@
  * absolute, climbs out with `..`, or is not `<space>/wal/<file>` of its own archive, is refused.
  * Whole files are written fresh; an incremental's segment is appended at the offset it starts at.
  */
-import {createHash} from 'node:crypto'
 import {mkdir, open, rm, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError, OpsError} from '../errors.js'
+import {type Sha256Source, sha256Source} from '../hash-worker.js'
 import {EarlyWriteback} from '../writeback.js'
 import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
@@ -79,7 +79,7 @@ class PendingSyncs {
 }
 
 /** Extracts one space's archive of one backup into `staging/<space>/wal/`. */
-async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, syncs: PendingSyncs, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
+async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, syncs: PendingSyncs, hashes: Sha256Source, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
   const sp = m.spaces.find((s) => s.space === space)!
   const archive = sp.archive
   if (!archive) return
@@ -91,12 +91,12 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
   // checksums and each file's sha256 already cover every byte that reaches a restored file: some bits
   // of a zstd frame (the window descriptor, parts of entropy table headers) can flip without changing
   // the output, and a flipped byte anywhere must fail the restore (measured by the integrity test).
-  const objectHash = createHash('sha256')
+  const objectHash = hashes.create()
   let objectSize = 0
   const body = await repo.backend.get(archive.key, {signal})
   const hashing = async function* (src: AsyncIterable<Buffer>) {
     for await (const c of src) {
-      objectHash.update(c)
+      await objectHash.update(c)
       objectSize += c.length
       yield c
     }
@@ -122,12 +122,12 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
         if (offset > 0 && size !== offset) {
           throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${size} bytes`, archive.key)
         }
-        const hash = createHash('sha256')
+        const hash = hashes.create()
         const early = new EarlyWriteback(fh)
         let pos = offset
         try {
           for await (const c of entry.body) {
-            hash.update(c)
+            await hash.update(c)
             let done = 0
             while (done < c.length) done += (await fh.write(c, done, c.length - done, pos + done)).bytesWritten
             pos += c.length
@@ -139,7 +139,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
         } finally {
           await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
         }
-        if (hash.digest('hex') !== cap.sha256) {
+        if ((await hash.digest()) !== cap.sha256) {
           throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its sha256 in the manifest`, {
             code: 'CHECKSUM_MISMATCH',
             subject: archive.key,
@@ -170,7 +170,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       cause: error,
     })
   }
-  if (objectSize !== archive.size || objectHash.digest('hex') !== archive.sha256) {
+  if (objectSize !== archive.size || (await objectHash.digest()) !== archive.sha256) {
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and sha256 in the manifest`, {
       code: 'CHECKSUM_MISMATCH',
       subject: archive.key,
@@ -192,6 +192,9 @@ const SPACE_CONCURRENCY = 2
  */
 export async function extractChain(repo: Repository, chain: Manifest[], spaces: string[], staging: string, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
   const syncs = new PendingSyncs()
+  // Both hashes of every byte (object and file) on the second core when there is enough to hash.
+  const archives = chain.flatMap((m) => m.spaces.filter((s) => spaces.includes(s.space) && s.archive))
+  const hashes = sha256Source(archives.reduce((a, s) => a + s.archive!.size + s.archive!.uncompressedSize, 0))
   const queue = [...spaces]
   // The first failure stops the other space's pipeline too, and is the one reported.
   const stop = new AbortController()
@@ -204,7 +207,7 @@ export async function extractChain(repo: Repository, chain: Manifest[], spaces: 
           const sp = m.spaces.find((s) => s.space === space)
           if (!sp) continue
           sig.throwIfAborted()
-          await extractArchive(repo, m, space, staging, syncs, onBytes, sig)
+          await extractArchive(repo, m, space, staging, syncs, hashes, onBytes, sig)
           for (const g of sp.gone) await rm(join(staging, space, 'wal', g), {force: true})
         }
       }
@@ -216,6 +219,7 @@ export async function extractChain(repo: Repository, chain: Manifest[], spaces: 
     }
   }
   await Promise.all(Array.from({length: Math.min(SPACE_CONCURRENCY, spaces.length)}, worker))
+  await hashes.close()
   // Outstanding fsyncs finish (and close their files) before staging is removed or renamed.
   const synced = syncs.settle()
   if (stop.signal.aborted) {
