@@ -844,15 +844,21 @@ describe('a backup whose archive fails', {timeout: 180_000}, () => {
     await generateData({root: data, spaces, episodes: 400, seed: 31, startNs: T0, windowNs: HOUR, fsync: false})
     const repoDir = join(root, 'repo')
     await newRepo(repoDir)
-    /** Stores every object but beta's archive, which fails after its first chunk, while the others are being written. */
+    /**
+     * Stores every object but beta's archive, which fails after its first chunk once gamma's archive has
+     * started (or after 10 s, if it never does: archives written one after another).
+     */
     class FailingBackend extends FsBackend {
       readonly started: string[] = []
+      private gammaStarted = () => {}
+      private readonly gamma = new Promise<void>((resolve) => (this.gammaStarted = resolve))
       override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
         this.started.push(key)
+        if (key.endsWith('/gamma.tar.zst')) this.gammaStarted()
         if (!key.endsWith('/beta.tar.zst')) return super.put(key, body, options)
         for await (const chunk of body as Readable) {
           void chunk
-          await new Promise((r) => setTimeout(r, 30))
+          await Promise.race([this.gamma, new Promise((r) => setTimeout(r, 10_000))])
           break
         }
         throw new Error(`injected failure storing ${key}`)

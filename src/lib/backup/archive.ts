@@ -200,16 +200,22 @@ export class ArchiveWriter {
     }
     const pack = this.compression.codec === 'zstd' ? compressStage(this.compressors) : copyStage
     try {
-      const produce = pipeline(counted(tarFrames(entries, this.pool, FRAME_SIZE, onBytes, abort.signal)), pack, hashOut, body, {signal: abort.signal})
-      const consume = backend.put(key, body, {signal: abort.signal}).catch((error) => {
-        abort.abort(error)
-        throw error
-      })
-      const [, put] = await Promise.all([produce.catch((error) => {
+      // Both sides settle before this returns, also on failure: a caller that removes a failed backup's
+      // objects must not race a put that is still creating its directory or temporary file. The first
+      // failure is the one reported (the other side fails because of it).
+      let failure: {error: unknown} | null = null
+      const produce = pipeline(counted(tarFrames(entries, this.pool, FRAME_SIZE, onBytes, abort.signal)), pack, hashOut, body, {signal: abort.signal}).catch((error) => {
+        failure ??= {error}
         body.destroy(error)
-        throw error
-      }), consume])
-      if (put.size !== size) throw new Error(`${key}: stored ${put.size} bytes, wrote ${size}`)
+      })
+      const consume = backend.put(key, body, {signal: abort.signal}).catch((error) => {
+        failure ??= {error}
+        abort.abort(error)
+        return null
+      })
+      const [, put] = await Promise.all([produce, consume])
+      if (failure) throw (failure as {error: unknown}).error
+      if (put!.size !== size) throw new Error(`${key}: stored ${put!.size} bytes, wrote ${size}`)
       return {key, size, sha256: hash.digest('hex'), uncompressedSize}
     } catch (error) {
       // A compressor may be left inside a frame: none of them is used again.

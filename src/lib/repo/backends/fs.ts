@@ -170,10 +170,11 @@ export class FsBackend implements RepositoryBackend {
       const path = this.path(key)
       try {
         await unlink(path)
-        dirs.add(dirname(path))
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'delete', path)
       }
+      // Also when the object was never stored: a put that failed may have left its directory behind.
+      dirs.add(dirname(path))
     }
     await this.removeEmptied(dirs)
   }
