@@ -21,12 +21,24 @@ if (major < 22 || (major === 22 && minor < 15)) {
 // its own Node requirement (semver, loaded only for that; ours is checked above) took about 10 ms each
 // off `--version` (20 runs each, alternating). The cache lives in the user's cache directory, not in
 // the temporary directory, which a backup promises to leave alone; NODE_COMPILE_CACHE chooses another
-// place and NODE_DISABLE_COMPILE_CACHE=1 turns it off. Where it cannot be written, Node goes without.
+// place and NODE_DISABLE_COMPILE_CACHE=1 turns it off. Where it cannot be made, Node goes without.
+// The directories are made here one level at a time: Node's recursive mkdir (which the cache uses)
+// spins forever where mkdir fails with ENOENT under an existing parent (HOME=/proc does that).
 const {enableCompileCache} = await import('node:module')
 if (process.env.NODE_COMPILE_CACHE) enableCompileCache?.()
-else {
-  const [{homedir}, {join}] = await Promise.all([import('node:os'), import('node:path')])
-  enableCompileCache?.(join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'engram-ops', 'node-compile-cache'))
+else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
+  const [{mkdirSync}, {homedir}, {join}] = await Promise.all([import('node:fs'), import('node:os'), import('node:path')])
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache')
+  const dirs = [base, join(base, 'engram-ops'), join(base, 'engram-ops', 'node-compile-cache')]
+  const made = dirs.every((dir) => {
+    try {
+      mkdirSync(dir, {mode: 0o700})
+      return true
+    } catch (error) {
+      return error.code === 'EEXIST'
+    }
+  })
+  if (made) enableCompileCache(dirs[2])
 }
 process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 

@@ -4,7 +4,7 @@
  * file. A preload module reports the environment Node's process sees.
  */
 import {execFile} from 'node:child_process'
-import {mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
@@ -22,7 +22,7 @@ afterAll(() => rmSync(work, {recursive: true, force: true}))
 /** Runs `file` as a program (its #! line decides), with the test's Node first on PATH. */
 async function launch(file: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{stdout: string; stderr: string}> {
   const env = {...probeEnv(), PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...extraEnv}
-  return run(file, ['--version'], {env, timeout: 30_000})
+  return run(file, ['--version'], {env, timeout: 20_000})
 }
 
 /** The test's environment without malloc settings of its own, with the probe preloaded. */
@@ -50,6 +50,20 @@ describe('launcher', () => {
     symlinkSync(cli, link)
     const r = await launch(link)
     expect(r.stderr).toBe('malloc 33554432 134217728\n')
+    expect(r.stdout).toMatch(/^engram-ops\/\d+\.\d+\.\d+ /)
+  })
+
+  it('keeps the compile cache in XDG_CACHE_HOME/engram-ops, not in the temporary directory', async () => {
+    const cache = join(work, 'cache')
+    const tmp = join(work, 'tmp')
+    mkdirSync(tmp)
+    await launch(cli, {XDG_CACHE_HOME: cache, TMPDIR: tmp})
+    expect(readdirSync(join(cache, 'engram-ops', 'node-compile-cache')).length).toBeGreaterThan(0)
+    expect(readdirSync(tmp)).toEqual([])
+  })
+
+  it.runIf(process.platform === 'linux')('starts where the cache cannot be made (Node spins on a recursive mkdir under /proc)', async () => {
+    const r = await launch(cli, {HOME: '/proc', XDG_CACHE_HOME: ''})
     expect(r.stdout).toMatch(/^engram-ops\/\d+\.\d+\.\d+ /)
   })
 

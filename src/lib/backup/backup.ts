@@ -175,6 +175,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // Archives being written; the others stop when one fails.
   const archiving = new Set<Promise<void>>()
   let bytesInFlight = 0
+  // The archive that failed first: the others fail because of it (stopped, or their shared compressors
+  // closed), and which rejection a wait sees first is not necessarily the cause.
+  let firstArchiveFailure: {error: unknown} | null = null
   const stopArchives = new AbortController()
   const archiveSignal = o.signal ? AbortSignal.any([o.signal, stopArchives.signal]) : stopArchives.signal
   try {
@@ -307,6 +310,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       // Awaited through `archiving` (race, then all) or in `catch`, so never unhandled; a failure stops
       // the scans and the other archives at once instead of at the next space.
       task.catch((error) => {
+        firstArchiveFailure ??= {error}
         stopScans.abort(error)
         stopArchives.abort(error)
       })
@@ -369,7 +373,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       cleanedUp,
       damage,
     }
-  } catch (error) {
+  } catch (caught) {
+    const error = (firstArchiveFailure as {error: unknown} | null)?.error ?? caught
     // The next space's scan and the other archives are not needed any more: stop them, and let the
     // archives end before their objects are removed.
     stopScans.abort(error)
