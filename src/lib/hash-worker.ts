@@ -9,6 +9,8 @@
 import {createHash} from 'node:crypto'
 import {Worker} from 'node:worker_threads'
 
+import {ExitCode, OpsError} from './errors.js'
+
 /** An incremental SHA-256. `update` may wait for a free block; await it before the next call. */
 export interface Sha256 {
   update(data: Uint8Array): Promise<void>
@@ -68,7 +70,7 @@ export class WorkerSha256 implements Sha256Source {
   /** The block being filled: its bytes and [stream, start, end] triples. */
   private current: {bytes: Uint8Array; used: number; segments: number[]} | null = null
   private nextId = 0
-  private failure: Error | null = null
+  private failure: OpsError | null = null
 
   constructor() {
     for (let i = 0; i < BLOCKS; i++) this.free.push(new ArrayBuffer(BLOCK))
@@ -80,14 +82,24 @@ export class WorkerSha256 implements Sha256Source {
         this.digests.delete(m.digest!)
       }
     })
-    const fail = (error: Error) => {
-      this.failure ??= error
-      for (const w of this.waitingForBlock.splice(0)) w.reject(this.failure)
-      for (const d of this.digests.values()) d.reject(this.failure)
-      this.digests.clear()
-    }
-    this.worker.on('error', fail)
-    this.worker.on('exit', (code) => fail(new Error(`the hashing worker stopped (exit code ${code})`)))
+    this.worker.on('error', (error) => this.fail(`the hashing worker failed: ${error.message}`, error))
+    this.worker.on('exit', (code) => this.fail(`the hashing worker stopped (exit code ${code})`))
+  }
+
+  /**
+   * Fails every waiting update and digest, and all later ones. An OpsError of its own, so a restore
+   * reports a broken worker as what it is, not as a damaged archive.
+   */
+  private fail(message: string, cause?: unknown): void {
+    this.failure ??= new OpsError(message, {
+      code: 'HASH_WORKER_FAILED',
+      exit: ExitCode.unexpected,
+      cause,
+      suggestion: 'Run the command again; if it fails the same way, report it with the output of --verbose.',
+    })
+    for (const w of this.waitingForBlock.splice(0)) w.reject(this.failure)
+    for (const d of this.digests.values()) d.reject(this.failure)
+    this.digests.clear()
   }
 
   create(): Sha256 {
@@ -148,6 +160,7 @@ export class WorkerSha256 implements Sha256Source {
 
   async close(): Promise<void> {
     this.worker.removeAllListeners('exit')
+    this.fail('the hashing worker was closed')
     await this.worker.terminate()
   }
 }

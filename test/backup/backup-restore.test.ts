@@ -850,12 +850,23 @@ describe('a backup whose archive fails', {timeout: 180_000}, () => {
      */
     class FailingBackend extends FsBackend {
       readonly started: string[] = []
+      /** How each other put ended: 'stored', or the name of its error. */
+      readonly outcomes = new Map<string, string>()
       private gammaStarted = () => {}
       private readonly gamma = new Promise<void>((resolve) => (this.gammaStarted = resolve))
       override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
         this.started.push(key)
         if (key.endsWith('/gamma.tar.zst')) this.gammaStarted()
-        if (!key.endsWith('/beta.tar.zst')) return super.put(key, body, options)
+        if (!key.endsWith('/beta.tar.zst')) {
+          try {
+            const stored = await super.put(key, body, options)
+            this.outcomes.set(key.split('/').pop()!, 'stored')
+            return stored
+          } catch (error) {
+            this.outcomes.set(key.split('/').pop()!, (error as Error).name)
+            throw error
+          }
+        }
         for await (const chunk of body as Readable) {
           void chunk
           await Promise.race([this.gamma, new Promise((r) => setTimeout(r, 10_000))])
@@ -867,8 +878,10 @@ describe('a backup whose archive fails', {timeout: 180_000}, () => {
     const backend = new FailingBackend(repoDir)
     const repo = await Repository.open(backend)
     await expect(backup(repo, data, 'full')).rejects.toThrow(/^injected failure storing backups\/.+\/beta\.tar\.zst$/)
-    // Archives after beta's were started before it failed (they are written concurrently).
+    // Gamma's archive was being written beside beta's (archives are written concurrently) and was
+    // stopped by beta's failure.
     expect(backend.started.some((k) => k.endsWith('/gamma.tar.zst'))).toBe(true)
+    expect(backend.outcomes.get('gamma.tar.zst')).toBe('AbortError')
     const backupsDir = join(repoDir, 'backups')
     expect(existsSync(backupsDir) ? await readdir(backupsDir, {recursive: true}) : []).toEqual([])
     expect(existsSync(join(repoDir, 'locks', 'repository.lock'))).toBe(false)
@@ -876,6 +889,34 @@ describe('a backup whose archive fails', {timeout: 180_000}, () => {
     // The next backup succeeds.
     const next = await backup(await Repository.open(new FsBackend(repoDir)), data, 'full')
     expect(next.result.totals.files).toBe(spaces.length)
+  })
+})
+
+describe('an incremental whose only archive fails', {timeout: 180_000}, () => {
+  it('commits nothing: the spaces after it have nothing new, and the failure still ends the backup', async () => {
+    const root = await tmp('failing-incr')
+    const data = join(root, 'data')
+    const repoDir = join(root, 'repo')
+    await generateData({root: data, spaces: ['alpha', 'beta', 'gamma'], episodes: 50, seed: 51, startNs: T0, windowNs: HOUR, fsync: false})
+    const repo = await newRepo(repoDir)
+    const full = await backup(repo, data, 'full')
+    await generateData({root: data, spaces: ['alpha'], episodes: 20, seed: 52, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
+    /** Fails alpha's archive after the other spaces (with nothing new) have been looked at. */
+    class FailingBackend extends FsBackend {
+      override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
+        if (!key.endsWith('/alpha.tar.zst')) return super.put(key, body, options)
+        for await (const chunk of body as Readable) {
+          void chunk
+          break
+        }
+        await new Promise((r) => setTimeout(r, 100))
+        throw new Error(`injected failure storing ${key}`)
+      }
+    }
+    const failing = await Repository.open(new FailingBackend(repoDir))
+    await expect(backup(failing, data, 'incremental')).rejects.toThrow(/^injected failure storing backups\/.+\/alpha\.tar\.zst$/)
+    expect((await repo.backups()).map((b) => b.id)).toEqual([full.result.id])
+    expect(await readdir(join(repoDir, 'backups'))).toEqual([full.result.id])
   })
 })
 

@@ -3,8 +3,8 @@
  * it), its first lines are read by sh, which sets glibc's malloc thresholds and execs Node on the same
  * file. A preload module reports the environment Node's process sees.
  */
-import {execFile} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {execFile, execFileSync} from 'node:child_process'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {promisify} from 'node:util'
@@ -28,8 +28,7 @@ async function launch(file: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{
 /** The test's environment without malloc settings of its own, with the probe preloaded. */
 function probeEnv(): NodeJS.ProcessEnv {
   const env = {...process.env, NODE_OPTIONS: `--import=${probe}`}
-  delete env.MALLOC_MMAP_THRESHOLD_
-  delete env.MALLOC_TRIM_THRESHOLD_
+  for (const name of ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'NODE_COMPILE_CACHE', 'NODE_DISABLE_COMPILE_CACHE']) delete env[name]
   return env
 }
 
@@ -45,8 +44,9 @@ describe('launcher', () => {
     expect(r.stderr).toBe('malloc 33554432 4096\n')
   })
 
-  it('works through a symlink, as npm installs the command', async () => {
-    const link = join(work, 'engram-ops')
+  it('works through a symlink, as npm installs the command (in a directory with a space in its name)', async () => {
+    mkdirSync(join(work, 'a bin'))
+    const link = join(work, 'a bin', 'engram-ops')
     symlinkSync(cli, link)
     const r = await launch(link)
     expect(r.stderr).toBe('malloc 33554432 134217728\n')
@@ -65,6 +65,15 @@ describe('launcher', () => {
   it.runIf(process.platform === 'linux')('starts where the cache cannot be made (Node spins on a recursive mkdir under /proc)', async () => {
     const r = await launch(cli, {HOME: '/proc', XDG_CACHE_HOME: ''})
     expect(r.stdout).toMatch(/^engram-ops\/\d+\.\d+\.\d+ /)
+  })
+
+  // The machines this runs on have Debian's Node 20 at /usr/bin/node beside the project's newer one.
+  const oldNode = '/usr/bin/node'
+  const oldVersion = existsSync(oldNode) ? execFileSync(oldNode, ['--version']).toString().trim() : ''
+  it.runIf(/^v(1\d|2[01])\.|^v22\.(\d|1[0-4])\./.test(oldVersion))(`with an older Node (${oldVersion || 'none found'}) it says what it needs and exits 10`, async () => {
+    const err = await run(cli, ['--version'], {env: {...probeEnv(), PATH: `${dirname(oldNode)}:/bin`}, timeout: 20_000}).catch((e: unknown) => e)
+    expect(err).toMatchObject({code: 10, stdout: ''})
+    expect((err as {stderr: string}).stderr).toContain(`engram-ops needs Node.js 22.15 or newer (it uses zstd from node:zlib); this is Node.js ${oldVersion.slice(1)}`)
   })
 
   it('run as `node bin/run.js`, Node skips the sh lines', async () => {

@@ -178,6 +178,7 @@ export class ArchiveWriter {
 
   async write(backend: RepositoryBackend, key: string, entries: ArchiveEntry[], onBytes: (n: number) => void, signal?: AbortSignal): Promise<WrittenArchive> {
     if (this.closed) throw new Error(`${key}: the archive writer was closed (after a failed archive its buffers are not reused)`)
+    signal?.throwIfAborted() // the listener below only hears aborts from now on
     let uncompressedSize = 0
     let size = 0
     const hash = createHash('sha256')

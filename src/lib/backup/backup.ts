@@ -175,8 +175,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // Archives being written; the others stop when one fails.
   const archiving = new Set<Promise<void>>()
   let bytesInFlight = 0
-  // The archive that failed first: the others fail because of it (stopped, or their shared compressors
-  // closed), and which rejection a wait sees first is not necessarily the cause.
+  // The archive that failed first: the others fail because of it (they are stopped), and which
+  // rejection a wait sees first is not necessarily the cause.
   let firstArchiveFailure: {error: unknown} | null = null
   const stopArchives = new AbortController()
   const archiveSignal = o.signal ? AbortSignal.any([o.signal, stopArchives.signal]) : stopArchives.signal
@@ -299,24 +299,32 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           },
           archiveSignal,
         )
-        .then((w) => {
-          space.archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
-          o.reporter.info(`  ${spaceId}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
-        })
+        .then(
+          (w) => {
+            space.archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
+            o.reporter.info(`  ${spaceId}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
+          },
+          (error) => {
+            // Recorded before the task leaves `archiving`, so no later check can miss it; the scans and
+            // the other archives stop at once instead of at the next space.
+            firstArchiveFailure ??= {error}
+            stopScans.abort(error)
+            stopArchives.abort(error)
+            throw error
+          },
+        )
         .finally(() => {
           archiving.delete(task)
           bytesInFlight -= total
         })
-      // Awaited through `archiving` (race, then all) or in `catch`, so never unhandled; a failure stops
-      // the scans and the other archives at once instead of at the next space.
-      task.catch((error) => {
-        firstArchiveFailure ??= {error}
-        stopScans.abort(error)
-        stopArchives.abort(error)
-      })
+      task.catch(() => {}) // awaited through `archiving` (race, then all) or `firstArchiveFailure`: never unhandled
       archiving.add(task)
     }
     await Promise.all(archiving)
+    if (firstArchiveFailure) throw (firstArchiveFailure as {error: unknown}).error
+    // The manifest must never list files whose archive is missing (restore would skip them silently).
+    const unarchived = spaces.find((s) => s.files.length > 0 && !s.archive)
+    if (unarchived) throw new Error(`backup ${id}: space ${unarchived.space} has captured files but no archive`)
 
     const finished = new Date()
     const totals = {

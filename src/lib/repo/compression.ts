@@ -77,6 +77,8 @@ export class FrameCompressor {
   private out: Buffer[] = []
   private size = 0
   private failed: ((error: Error) => void) | null = null
+  /** The stream's first error: every later frame fails with it (the compressor is shared by archives). */
+  private error: Error | null = null
 
   constructor(level: number) {
     // An output buffer a little above the frame size holds a frame in one or two pieces (zstd's worst
@@ -86,7 +88,10 @@ export class FrameCompressor {
       this.out.push(c)
       this.size += c.length
     })
-    this.z.on('error', (error) => this.failed?.(error))
+    this.z.on('error', (error) => {
+      this.error ??= error
+      this.failed?.(error)
+    })
   }
 
   /** The frame for `data` behind its size index, as a list of buffers. */
@@ -95,7 +100,7 @@ export class FrameCompressor {
       // A closed stream reports a write only to the flush callback (no 'error' event): without these
       // checks the frame would "succeed" with no data in it.
       if (this.z.destroyed) {
-        reject(new Error('zstd compressor used after it was closed'))
+        reject(this.error ?? new Error('zstd compressor used after it was closed'))
         return
       }
       this.failed = reject
@@ -105,7 +110,7 @@ export class FrameCompressor {
         this.out = []
         this.size = 0
         this.failed = null
-        if (error || this.z.destroyed) reject(error ?? new Error('zstd compressor closed while compressing a frame'))
+        if (error || this.z.destroyed) reject(error ?? this.error ?? new Error('zstd compressor closed while compressing a frame'))
         else resolve(frame)
       })
     })
