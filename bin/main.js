@@ -1,5 +1,8 @@
 // The CLI after bin/run.js (the launcher) has checked the Node version.
 
+const [first, second] = process.argv.slice(2)
+const backupCommand = first === 'backup' && (second === 'full' || second === 'incremental')
+
 // Start-up is most of a small incremental backup (a 1 GiB data directory's 1 % incremental takes about
 // 0.25 s, 0.1 s of it loading oclif and our modules). Node's compile cache and skipping oclif's check of
 // its own Node requirement (semver, loaded only for that; ours is checked in run.js) took about 10 ms each
@@ -7,11 +10,13 @@
 // the temporary directory, which a backup promises to leave alone; NODE_COMPILE_CACHE chooses another
 // place and NODE_DISABLE_COMPILE_CACHE=1 turns it off. Where it cannot be made, Node goes without.
 // The directories are made here one level at a time: Node's recursive mkdir (which the cache uses)
-// spins forever where mkdir fails with ENOENT under an existing parent (HOME=/proc does that).
+// spins forever where mkdir fails with ENOENT under an existing parent (HOME=/proc does that). Backups
+// run with a V8 flag of their own (below), and V8 refuses code cached under other flags: one shared
+// cache was thrown away and rewritten (115 files) whenever a backup followed another command.
 const {enableCompileCache} = await import('node:module')
 if (process.env.NODE_COMPILE_CACHE) enableCompileCache?.()
 else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
-  const [{mkdirSync}, {homedir}, {isAbsolute, join}] = await Promise.all([import('node:fs'), import('node:os'), import('node:path')])
+  const [{mkdirSync}, {homedir}, {dirname, isAbsolute, join}] = await Promise.all([import('node:fs'), import('node:os'), import('node:path')])
   let base = process.env.XDG_CACHE_HOME
   // A relative XDG_CACHE_HOME is to be ignored (XDG base directory spec); homedir() throws for a uid
   // without HOME or a passwd entry (containers with arbitrary uids): then there is no cache.
@@ -22,7 +27,8 @@ else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
       base = undefined
     }
   }
-  const dirs = base && isAbsolute(base) ? [base, join(base, 'engram-ops'), join(base, 'engram-ops', 'node-compile-cache')] : []
+  const root = base && isAbsolute(base) ? join(base, 'engram-ops', 'node-compile-cache') : null
+  const dirs = root ? [base, dirname(root), root, join(root, backupCommand ? 'backup' : 'default')] : []
   const made =
     dirs.length > 0 &&
     dirs.every((dir) => {
@@ -33,7 +39,7 @@ else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
         return error.code === 'EEXIST'
       }
     })
-  if (made) enableCompileCache(dirs[2])
+  if (made) enableCompileCache(dirs[3])
 }
 process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 
@@ -41,7 +47,6 @@ process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 // (and a verification that restores) keeps fsyncs waiting on the disk while it decompresses, which
 // left zstd short of threads: 8 made restores about 10 % faster here. Backups stay at 4 (more threads
 // did not speed them up and cost memory). libuv reads this once, before the pool's first use.
-const [first, second] = process.argv.slice(2)
 if (process.env.UV_THREADPOOL_SIZE === undefined && (first === 'restore' || (first === 'backup' && second === 'verify'))) {
   process.env.UV_THREADPOOL_SIZE = '8'
 }
@@ -52,7 +57,7 @@ if (process.env.UV_THREADPOOL_SIZE === undefined && (first === 'restore' || (fir
 // collected) pile up: peak RSS of a 1 GiB backup was 206-211 MiB with the growth and 183-188 MiB
 // without it, at the same speed (4 alternating runs each). The flag is read at every young
 // collection, so setting it here, before any work, takes effect.
-if (first === 'backup' && (second === 'full' || second === 'incremental')) {
+if (backupCommand) {
   const {setFlagsFromString} = await import('node:v8')
   setFlagsFromString('--semi-space-growth-factor=1')
 }
