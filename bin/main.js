@@ -6,7 +6,7 @@ const backupCommand = first === 'backup' && (second === 'full' || second === 'in
 // Start-up is most of a small incremental backup (a 1 GiB data directory's 1 % incremental takes about
 // 0.25 s, 0.1 s of it loading oclif and our modules). Node's compile cache and skipping oclif's check of
 // its own Node requirement (semver, loaded only for that; ours is checked in run.js) took about 10 ms each
-// off `--version` (20 runs each, alternating). The cache lives in the user's cache directory, not in
+// off `--version` (means of 20 runs, two rounds). The cache lives in the user's cache directory, not in
 // the temporary directory, which a backup promises to leave alone; NODE_COMPILE_CACHE chooses another
 // place and NODE_DISABLE_COMPILE_CACHE=1 turns it off. Where it cannot be made, Node goes without.
 // The directories are made here one level at a time: Node's recursive mkdir (which the cache uses)
