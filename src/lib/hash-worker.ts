@@ -10,6 +10,7 @@ import {createHash} from 'node:crypto'
 import {Worker} from 'node:worker_threads'
 
 import {ExitCode, OpsError} from './errors.js'
+import {Pool} from './pool.js'
 
 /** An incremental SHA-256. `update` may wait for a free block; await it before the next call. */
 export interface Sha256 {
@@ -64,8 +65,7 @@ export class InlineSha256 implements Sha256Source {
 
 export class WorkerSha256 implements Sha256Source {
   private readonly worker: Worker
-  private readonly free: ArrayBuffer[] = []
-  private readonly waitingForBlock: Array<{resolve: (b: ArrayBuffer) => void; reject: (e: Error) => void}> = []
+  private readonly blocks = new Pool<ArrayBuffer>(Array.from({length: BLOCKS}, () => new ArrayBuffer(BLOCK)))
   private readonly digests = new Map<number, {resolve: (hex: string) => void; reject: (e: Error) => void}>()
   /** The block being filled: its bytes and [stream, start, end] triples. */
   private current: {bytes: Uint8Array; used: number; segments: number[]} | null = null
@@ -73,10 +73,9 @@ export class WorkerSha256 implements Sha256Source {
   private failure: OpsError | null = null
 
   constructor() {
-    for (let i = 0; i < BLOCKS; i++) this.free.push(new ArrayBuffer(BLOCK))
     this.worker = new Worker(WORKER_SOURCE, {eval: true, resourceLimits: {maxYoungGenerationSizeMb: 2}})
     this.worker.on('message', (m: {block?: ArrayBuffer; digest?: number; hex?: string}) => {
-      if (m.block) this.release(m.block)
+      if (m.block) this.blocks.release(m.block)
       else {
         this.digests.get(m.digest!)?.resolve(m.hex!)
         this.digests.delete(m.digest!)
@@ -97,7 +96,7 @@ export class WorkerSha256 implements Sha256Source {
       cause,
       suggestion: 'Run the command again; if it fails the same way, report it with the output of --verbose.',
     })
-    for (const w of this.waitingForBlock.splice(0)) w.reject(this.failure)
+    this.blocks.fail(this.failure)
     for (const d of this.digests.values()) d.reject(this.failure)
     this.digests.clear()
   }
@@ -107,26 +106,14 @@ export class WorkerSha256 implements Sha256Source {
     return {update: (data) => this.update(id, data), digest: () => this.digest(id)}
   }
 
-  private acquire(): Promise<ArrayBuffer> {
-    if (this.failure) return Promise.reject(this.failure)
-    const b = this.free.pop()
-    return b ? Promise.resolve(b) : new Promise((resolve, reject) => this.waitingForBlock.push({resolve, reject}))
-  }
-
-  private release(b: ArrayBuffer): void {
-    const next = this.waitingForBlock.shift()
-    if (next) next.resolve(b)
-    else this.free.push(b)
-  }
-
   private async update(id: number, data: Uint8Array): Promise<void> {
     let offset = 0
     while (offset < data.length) {
       if (!this.current) {
-        const block = await this.acquire()
+        const block = await this.blocks.acquire()
         // Another stream may have started a block while this one waited: use that one.
         if (this.current) {
-          this.release(block)
+          this.blocks.release(block)
           continue
         }
         this.current = {bytes: new Uint8Array(block), used: 0, segments: []}

@@ -11,6 +11,7 @@ import {pipeline} from 'node:stream/promises'
 import {Header} from 'tar/header'
 
 import type {RepositoryBackend} from '../repo/backend.js'
+import {Pool} from '../pool.js'
 import {type Compression, FRAME_CONCURRENCY, FRAME_SIZE, FrameCompressor} from '../repo/compression.js'
 
 export interface ArchiveEntry {
@@ -35,31 +36,6 @@ export function tarHeader(path: string, size: number, mtime: Date, mode = 0o600)
 interface Frame {
   data: Buffer
   release: () => void
-}
-
-/**
- * A fixed set of reusable things (frame buffers, zstd compressors) handed out one at a time; `acquire`
- * waits while all are out. Allocating a fresh buffer per chunk cost more than the hashing (page faults,
- * garbage collection, joining chunks into frames), and a zstd stream per frame a new context each time.
- */
-class Pool<T> {
-  private readonly free: T[]
-  private readonly waiting: Array<(item: T) => void> = []
-
-  constructor(items: T[]) {
-    this.free = [...items]
-  }
-
-  acquire(): Promise<T> {
-    const item = this.free.pop()
-    return item === undefined ? new Promise((resolve) => this.waiting.push(resolve)) : Promise.resolve(item)
-  }
-
-  release(item: T): void {
-    const next = this.waiting.shift()
-    if (next) next(item)
-    else this.free.push(item)
-  }
 }
 
 /**

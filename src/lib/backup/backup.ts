@@ -167,9 +167,9 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const handles: OpenSource[] = []
   const scanner = new Scanner()
   const archiver = new ArchiveWriter(o.compression, ARCHIVES_IN_FLIGHT)
-  // Scans ahead stop on the caller's signal, or on a failure while the next space is being scanned.
-  const stopScans = new AbortController()
-  const scanSignal = o.signal ? AbortSignal.any([o.signal, stopScans.signal]) : stopScans.signal
+  // Scans ahead and archives in flight stop on the caller's signal, or on the first failure.
+  const stop = new AbortController()
+  const stopped = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal
   // Pass 1 of each space, started ahead of its archive (index = position in `order`).
   const ahead: Array<Promise<PreparedSpace>> = []
   // Archives being written; the others stop when one fails.
@@ -178,8 +178,6 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   // The archive that failed first: the others fail because of it (they are stopped), and which
   // rejection a wait sees first is not necessarily the cause.
   let firstArchiveFailure: {error: unknown} | null = null
-  const stopArchives = new AbortController()
-  const archiveSignal = o.signal ? AbortSignal.any([o.signal, stopArchives.signal]) : stopArchives.signal
   try {
     const listed = await o.repo.backups()
     const cleanedUp = await cleanupIncomplete(o.repo, listed)
@@ -238,7 +236,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           if (same) start = prev.end
           else rewritten.push(src.name)
         }
-        const scan = await scanner.scan(src, start, samples, 8, seen, scanSignal, onMainThread)
+        const scan = await scanner.scan(src, start, samples, 8, seen, stopped, onMainThread)
         for (const d of scan.damage) spaceDamage.push({space: spaceId, file: src.name, ...d})
         if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
         const entry = start === 0 ? `${spaceId}/wal/${src.name}` : `${spaceId}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
@@ -297,7 +295,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
             done += n
             o.reporter.progress({phase: `backup ${spaceId}`, done, unit: 'bytes'})
           },
-          archiveSignal,
+          stopped,
         )
         .then(
           (w) => {
@@ -308,8 +306,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
             // Recorded before the task leaves `archiving`, so no later check can miss it; the scans and
             // the other archives stop at once instead of at the next space.
             firstArchiveFailure ??= {error}
-            stopScans.abort(error)
-            stopArchives.abort(error)
+            stop.abort(error)
             throw error
           },
         )
@@ -385,8 +382,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
     const error = (firstArchiveFailure as {error: unknown} | null)?.error ?? caught
     // The next space's scan and the other archives are not needed any more: stop them, and let the
     // archives end before their objects are removed.
-    stopScans.abort(error)
-    stopArchives.abort(error)
+    stop.abort(error)
     await Promise.allSettled(archiving)
     // Best effort: remove what this run wrote. A crash leaves them for the next run's cleanup.
     await o.repo.backend.delete(written).catch(() => {})
