@@ -12,8 +12,8 @@ _engram-ops_autocomplete()
 
   local commands="
 autocomplete --refresh-cache
-backup:full --json --verbose --quiet --data-dir --repo --passphrase-file --space --compression --label --lock-wait --part-size --upload-concurrency --storage-class --sse --sse-kms-key-id
-backup:incremental --json --verbose --quiet --data-dir --repo --passphrase-file --space --compression --label --lock-wait --part-size --upload-concurrency --storage-class --sse --sse-kms-key-id
+backup:full --json --verbose --quiet --data-dir --repo --passphrase-file --space --compression --hash --label --lock-wait --part-size --upload-concurrency --storage-class --sse --sse-kms-key-id
+backup:incremental --json --verbose --quiet --data-dir --repo --passphrase-file --space --compression --hash --label --lock-wait --part-size --upload-concurrency --storage-class --sse --sse-kms-key-id
 backup:list --json --verbose --quiet --repo --passphrase-file
 backup:prune --json --verbose --quiet --repo --passphrase-file --keep-last --keep-daily --keep-weekly --keep-monthly --keep-within --min-full --dry-run --yes --lock-wait
 backup:show --json --verbose --quiet --repo --passphrase-file

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {OpsCommand} from './base-command.js'
 import {bytesFlag, dataDirFlag, lockWaitFlag, repoFlags, resolveDataDir} from './flags.js'
 import {type BackupResult, runBackup} from './lib/backup/backup.js'
+import {DEFAULT_HASH_ALGORITHM, HASH_ALGORITHMS, type HashAlgorithm} from './lib/digest.js'
 import {parseCompression} from './lib/repo/compression.js'
 import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
 
@@ -11,6 +12,11 @@ export const backupFlags = {
   ...repoFlags,
   space: Flags.string({char: 's', summary: 'Back up only this memory space (repeatable; default: all).', multiple: true}),
   compression: Flags.string({summary: "zstd, zstd:LEVEL or none (default: the repository's)."}),
+  hash: Flags.string({
+    summary: 'Hash recorded of every captured file and object: blake3 (fast) or sha256 (checkable with sha256sum).',
+    options: [...HASH_ALGORITHMS],
+    default: DEFAULT_HASH_ALGORITHM,
+  }),
   label: Flags.string({summary: 'A free-text label stored in the manifest.'}),
   'lock-wait': lockWaitFlag,
   'part-size': bytesFlag({summary: 'S3 multipart part size (min 5MiB; default 8MiB). Memory in flight is part size x upload concurrency.', helpGroup: 'S3'}),
@@ -36,6 +42,7 @@ export abstract class BackupCommand extends OpsCommand {
       type,
       spaces: (flags.space as string[] | undefined) ?? [],
       compression: flags.compression ? parseCompression(flags.compression as string) : repo.config.compression,
+      hashAlgorithm: flags.hash as HashAlgorithm,
       label: flags.label as string | undefined,
       lockWaitMs: flags['lock-wait'] as number,
       reporter: this.reporter,

@@ -1,49 +1,51 @@
 /**
- * SHA-256 computed on another thread. Node's hashes run on the thread that calls them, and a restore
- * hashes every byte twice (each object as stored, each file as restored): 1.9 GiB for a 1 GiB data
- * directory, about 1.2 s of a main thread that was the restore's bottleneck while the second core
- * waited. Here the bytes are copied into transferable blocks (a copy costs a tenth of hashing them),
+ * Hashes (BLAKE3 or sha256, see digest.ts) computed on another thread. Hashes run on the thread that
+ * calls them, and a restore hashes every byte twice (each object as stored, each file as restored):
+ * 1.9 GiB for a 1 GiB data directory, with sha256 about 1.2 s of a main thread that was the restore's
+ * bottleneck while the second core waited. Here the bytes are copied into transferable blocks (a copy costs a tenth of hashing them),
  * sent in order to a worker that keeps one hash per stream, and the blocks come back for reuse; at most
  * BLOCKS blocks are out at a time, so memory stays bounded whatever the data size.
  */
-import {createHash} from 'node:crypto'
+import {createRequire} from 'node:module'
 import {Worker} from 'node:worker_threads'
 
+import {createHasher, type HashAlgorithm} from './digest.js'
 import {ExitCode, OpsError} from './errors.js'
 import {Pool} from './pool.js'
 
-/** An incremental SHA-256. `update` may wait for a free block; await it before the next call. */
-export interface Sha256 {
+/** An incremental hash. `update` may wait for a free block; await it before the next call. */
+export interface StreamHash {
   update(data: Uint8Array): Promise<void>
   /** Hex digest of everything passed to update. */
   digest(): Promise<string>
 }
 
-export interface Sha256Source {
-  create(): Sha256
+export interface HashSource {
+  create(algorithm: HashAlgorithm): StreamHash
   close(): Promise<void>
 }
 
 const BLOCK = 4 * 1024 * 1024
 const BLOCKS = 4
 
-// Plain CommonJS for an eval worker: no file to find next to the compiled module, nothing to load.
+// Plain CommonJS for an eval worker: no file to find next to the compiled module. The BLAKE3 module
+// is required by the path this module resolved (an eval worker resolves from the working directory).
 const WORKER_SOURCE = `
-const {parentPort} = require('node:worker_threads')
+const {parentPort, workerData} = require('node:worker_threads')
 const {createHash} = require('node:crypto')
+const {Blake3Hasher} = require(workerData.blake3Module)
 const hashes = new Map()
 parentPort.on('message', (m) => {
-  if (m.block) {
+  if (m.open !== undefined) {
+    hashes.set(m.open, m.algorithm === 'sha256' ? createHash('sha256') : new Blake3Hasher())
+  } else if (m.block) {
     const bytes = new Uint8Array(m.block)
     for (let i = 0; i < m.segments.length; i += 3) {
-      const id = m.segments[i]
-      let h = hashes.get(id)
-      if (!h) hashes.set(id, (h = createHash('sha256')))
-      h.update(bytes.subarray(m.segments[i + 1], m.segments[i + 2]))
+      hashes.get(m.segments[i]).update(bytes.subarray(m.segments[i + 1], m.segments[i + 2]))
     }
     parentPort.postMessage({block: m.block}, [m.block])
   } else {
-    const h = hashes.get(m.digest) ?? createHash('sha256')
+    const h = hashes.get(m.digest)
     hashes.delete(m.digest)
     parentPort.postMessage({digest: m.digest, hex: h.digest('hex')})
   }
@@ -51,19 +53,19 @@ parentPort.on('message', (m) => {
 `
 
 /** Hashes on the calling thread: for small jobs, where starting a worker would cost more than it saves. */
-export class InlineSha256 implements Sha256Source {
-  create(): Sha256 {
-    const h = createHash('sha256')
+export class InlineHashes implements HashSource {
+  create(algorithm: HashAlgorithm): StreamHash {
+    const h = createHasher(algorithm)
     return {
-      update: async (data) => void h.update(data),
-      digest: async () => h.digest('hex'),
+      update: async (data) => h.update(data),
+      digest: async () => h.digest(),
     }
   }
 
   async close(): Promise<void> {}
 }
 
-export class WorkerSha256 implements Sha256Source {
+export class WorkerHashes implements HashSource {
   private readonly worker: Worker
   private readonly blocks = new Pool<ArrayBuffer>(Array.from({length: BLOCKS}, () => new ArrayBuffer(BLOCK)))
   private readonly digests = new Map<number, {resolve: (hex: string) => void; reject: (e: Error) => void}>()
@@ -73,7 +75,8 @@ export class WorkerSha256 implements Sha256Source {
   private failure: OpsError | null = null
 
   constructor() {
-    this.worker = new Worker(WORKER_SOURCE, {eval: true, resourceLimits: {maxYoungGenerationSizeMb: 2}})
+    const blake3Module = createRequire(import.meta.url).resolve('@napi-rs/blake-hash')
+    this.worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {blake3Module}, resourceLimits: {maxYoungGenerationSizeMb: 2}})
     this.worker.on('message', (m: {block?: ArrayBuffer; digest?: number; hex?: string}) => {
       if (m.block) this.blocks.release(m.block)
       else {
@@ -101,8 +104,9 @@ export class WorkerSha256 implements Sha256Source {
     this.digests.clear()
   }
 
-  create(): Sha256 {
+  create(algorithm: HashAlgorithm): StreamHash {
     const id = this.nextId++
+    this.worker.postMessage({open: id, algorithm})
     return {update: (data) => this.update(id, data), digest: () => this.digest(id)}
   }
 
@@ -155,6 +159,6 @@ export class WorkerSha256 implements Sha256Source {
 /** Jobs smaller than this hash on the calling thread (a worker takes ~20 ms to start). */
 export const WORKER_HASH_BYTES = 32 * 1024 * 1024
 
-export function sha256Source(expectedBytes: number): Sha256Source {
-  return expectedBytes >= WORKER_HASH_BYTES ? new WorkerSha256() : new InlineSha256()
+export function hashSource(expectedBytes: number): HashSource {
+  return expectedBytes >= WORKER_HASH_BYTES ? new WorkerHashes() : new InlineHashes()
 }

@@ -13,7 +13,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {ArchiveWriter, type ArchiveEntry} from '../../src/lib/backup/archive.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
-import {sha256} from '../support/fixtures.js'
+import {blake3, sha256} from '../support/fixtures.js'
 
 let tmp: string
 const files: Record<string, Buffer> = {}
@@ -41,7 +41,7 @@ describe('ArchiveWriter', () => {
   it('writes several archives with one set of streams: each lists and extracts exactly its entries', async () => {
     const repo = join(tmp, 'repo')
     const backend = new FsBackend(repo)
-    const writer = new ArchiveWriter({codec: 'zstd', level: 1})
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 'blake3')
     const groups = [['c'], ['a', 'b'], ['b', 'c', 'a']]
     try {
       for (const [i, names] of groups.entries()) {
@@ -54,7 +54,7 @@ describe('ArchiveWriter', () => {
         const out = join(tmp, `out${i}`)
         execFileSync('sh', ['-c', `mkdir -p '${out}' && zstd -dc '${path}' | tar -x -C '${out}'`])
         for (const n of names) expect(sha256(readFileSync(join(out, 's', 'wal', `wal-${n}.log`)))).toBe(sha256(files[n]))
-        expect(w.sha256).toBe(sha256(readFileSync(path)))
+        expect(w.hash).toBe(blake3(readFileSync(path)))
       }
     } finally {
       writer.close()
@@ -66,13 +66,13 @@ describe('ArchiveWriter', () => {
     const backend = new FsBackend(repo)
     const groups = [['c', 'a'], ['b'], ['a', 'c', 'b'], ['c']]
     // Fewer archive slots than archives at once: frames wait for buffers and compressors.
-    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 2)
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 'sha256', 2)
     const opened: ArchiveEntry[][] = await Promise.all(groups.map((names) => Promise.all(names.map(entry))))
     try {
       const written = await Promise.all(opened.map((entries, i) => writer.write(backend, `y/${i}.tar.zst`, entries, () => {})))
       for (const [i, names] of groups.entries()) {
         const path = join(repo, 'y', `${i}.tar.zst`)
-        expect(written[i]).toMatchObject({key: `y/${i}.tar.zst`, sha256: sha256(readFileSync(path)), size: readFileSync(path).length})
+        expect(written[i]).toMatchObject({key: `y/${i}.tar.zst`, hash: sha256(readFileSync(path)), size: readFileSync(path).length})
         const out = join(tmp, `concurrent${i}`)
         execFileSync('sh', ['-c', `mkdir -p '${out}' && zstd -dc '${path}' | tar -x -C '${out}'`])
         const listed = execFileSync('sh', ['-c', `zstd -dc '${path}' | tar -t`]).toString().trim().split('\n')
@@ -88,7 +88,7 @@ describe('ArchiveWriter', () => {
   it('after a failed archive it refuses the next one, naming the key', async () => {
     const blocker = join(tmp, 'blocker')
     await writeFile(blocker, 'a file where the repository needs a directory')
-    const writer = new ArchiveWriter({codec: 'zstd', level: 1})
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 'blake3')
     const first = await entry('c')
     await expect(writer.write(new FsBackend(blocker), 'x/0.tar.zst', [first], () => {})).rejects.toThrow()
     await first.handle.close()

@@ -30,7 +30,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {type RestoreOptions, type RestoreResult, runRestore} from '../../src/lib/restore/restore.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
-import {repoRoot, sha256} from '../support/fixtures.js'
+import {blake3, repoRoot, sha256} from '../support/fixtures.js'
 import {runCli} from '../support/cli.js'
 
 const BIN = join(repoRoot, 'bin', 'run.js')
@@ -250,7 +250,7 @@ describe('incremental backups', {timeout: 180_000}, () => {
       const s = space(inc2.manifest, sp)
       const entries = tarEntries(archiveTarBytes(join(root, 'repoA'), s.archive!.key))
       expect(entries.map((e) => [e.path, e.size])).toEqual(s.files.map((f) => [f.entry, f.length]))
-      for (const [i, e] of entries.entries()) expect(sha256(e.data)).toBe(s.files[i].sha256)
+      for (const [i, e] of entries.entries()) expect(blake3(e.data)).toBe(s.files[i].hash)
     }
 
     // 3. Append to beta's new file only: alpha (a space) and beta's old file (a file) are unchanged.
@@ -455,7 +455,7 @@ describe.skipIf(process.platform !== 'linux')('unlinked WAL capture', {timeout: 
     const alpha = space(manifest, 'alpha')
     const live = alpha.files.find((f) => f.name === liveName)
     expect(live).toMatchObject({name: liveName, entry: `alpha/wal/${liveName}`, source: 'unlinked', pid: child.pid, offset: 0, length: batch1.length + batch2.length, records: 7, firstSequence: '0', lastSequence: '6'})
-    expect(live!.sha256).toBe(sha256(Buffer.concat([batch1, batch2])))
+    expect(live!.hash).toBe(blake3(Buffer.concat([batch1, batch2])))
     expect(alpha.files.map((f) => [f.name, f.source])).toEqual([
       [walFileName(T0 / SEC), 'path'],
       [liveName, 'unlinked'],
@@ -960,7 +960,7 @@ describe('archives are standard', {timeout: 180_000}, () => {
           for (const f of sp.files) {
             const bytes = await readFile(join(out, f.entry))
             expect(bytes.length).toBe(f.length)
-            expect(sha256(bytes)).toBe(f.sha256)
+            expect(blake3(bytes)).toBe(f.hash)
           }
           const st = await stat(join(out, sp.files[0].entry))
           expect(st.mode & 0o777).toBe(0o600)

@@ -1,7 +1,7 @@
 /**
  * Pass 1 of a backup (scanCapture) over records of very different sizes: small ones hashed a batch at
  * a time from the read window, and one larger than the scan's 1 MiB window (the reader grows its
- * window for it). The capture hash must be the sha256 of exactly the captured bytes either way.
+ * window for it). The capture hash must be the hash of exactly the captured bytes either way.
  */
 import {mkdtemp, open, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
@@ -11,7 +11,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {scanCapture, type Sample} from '../../src/lib/backup/capture.js'
 import {encodeRecord} from '../../src/lib/engine/record.js'
 import {FrameCompressor} from '../../src/lib/repo/compression.js'
-import {sha256} from '../support/fixtures.js'
+import {blake3, sha256} from '../support/fixtures.js'
 
 let tmp: string
 
@@ -28,7 +28,7 @@ function records(sizes: number[]): Buffer {
 }
 
 describe('scanCapture', () => {
-  it('a record larger than the read window between small ones: exact cut, counts and sha256', async () => {
+  it('a record larger than the read window between small ones: exact cut, counts and hash', async () => {
     const sizes = [...Array.from({length: 300}, () => 3000), 3 * 1024 * 1024 + 5, ...Array.from({length: 300}, () => 3000)]
     const data = records(sizes)
     const path = join(tmp, 'mixed.log')
@@ -36,13 +36,13 @@ describe('scanCapture', () => {
     const fh = await open(path, 'r')
     try {
       const samples: Sample[] = []
-      const scan = await scanCapture({name: 'mixed.log', size: data.length, handle: fh}, 0, samples, 8, {n: 0})
+      const scan = await scanCapture({name: 'mixed.log', size: data.length, handle: fh}, 0, 'blake3', samples, 8, {n: 0})
       expect({cut: scan.cut, records: scan.records, valid: scan.validRecords, first: scan.firstSequence, last: scan.lastSequence, damage: scan.damage}).toEqual({cut: data.length, records: 601, valid: 601, first: 1n, last: 601n, damage: []})
-      expect(scan.sha256).toBe(sha256(data))
+      expect(scan.hash).toBe(blake3(data))
       // From a record boundary after the large record (an incremental's start).
       const start = data.length - 300 * (64 + 3000)
-      const tail = await scanCapture({name: 'mixed.log', size: data.length, handle: fh}, start, [], 8, {n: 0})
-      expect([tail.records, tail.sha256]).toEqual([300, sha256(data.subarray(start))])
+      const tail = await scanCapture({name: 'mixed.log', size: data.length, handle: fh}, start, 'sha256', [], 8, {n: 0})
+      expect([tail.records, tail.hash]).toEqual([300, sha256(data.subarray(start))])
     } finally {
       await fh.close()
     }
@@ -55,8 +55,8 @@ describe('scanCapture', () => {
     await writeFile(path, torn)
     const fh = await open(path, 'r')
     try {
-      const scan = await scanCapture({name: 'torn.log', size: torn.length, handle: fh}, 0, [], 8, {n: 0})
-      expect([scan.cut, scan.records, scan.sha256, scan.damage.map((d) => d.kind)]).toEqual([whole.length, 4, sha256(whole), ['torn_tail']])
+      const scan = await scanCapture({name: 'torn.log', size: torn.length, handle: fh}, 0, 'blake3', [], 8, {n: 0})
+      expect([scan.cut, scan.records, scan.hash, scan.damage.map((d) => d.kind)]).toEqual([whole.length, 4, blake3(whole), ['torn_tail']])
     } finally {
       await fh.close()
     }

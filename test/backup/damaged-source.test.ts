@@ -1,7 +1,7 @@
 /**
  * Backing up WAL files that are damaged (the golden `damaged` fixture set, written by Engram's own
  * serializers, plus a file whose last record fails its payload CRC): each copy ends after the last
- * record whose CRCs pass, the manifest's sha256 is that of exactly those bytes (the scan hashes record
+ * record whose CRCs pass, the manifest's hash is that of exactly those bytes (the scan hashes record
  * by record, and hashes the range again when records past the cut were hashed too), the damage is
  * reported per file, and a restore gives those bytes back.
  */
@@ -11,7 +11,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {runCli} from '../support/cli.js'
-import {fixturesRoot, type Json, loadExpected, sha256} from '../support/fixtures.js'
+import {blake3, fixturesRoot, type Json, loadExpected, sha256} from '../support/fixtures.js'
 
 
 /** A copy of the basic fixture's file whose last record's payload is corrupted: it sorts after the damaged set. */
@@ -47,7 +47,7 @@ afterAll(async () => {
 })
 
 describe('backup of damaged WAL files', () => {
-  it('copies exactly the valid prefix of each file, with its sha256 and the damage named; restore gives it back', async () => {
+  it('copies exactly the valid prefix of each file, with its hash and the damage named; restore gives it back', async () => {
     const repo = join(tmp, 'repo')
     expect((await runCli(['repo', 'init', '--repo', repo])).code).toBe(0)
     const b = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo, '--json'])
@@ -60,7 +60,7 @@ describe('backup of damaged WAL files', () => {
     for (const [name, f] of files) {
       const original = await readFile(join(data, 'default', 'wal', name))
       const cut = cuts.get(name)!
-      expect({name, offset: f.offset, length: f.length, sha256: f.sha256}).toEqual({name, offset: 0, length: cut, sha256: sha256(original.subarray(0, cut))})
+      expect({name, offset: f.offset, length: f.length, hash: f.hash}).toEqual({name, offset: 0, length: cut, hash: blake3(original.subarray(0, cut))})
     }
     expect(result.damage.map((d: Json) => `${d.file} ${d.kind} ${d.offset}`)).toEqual([
       'wal-0000000065f06373.log bad_payload_crc 7099',

@@ -27,7 +27,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {runRestore} from '../../src/lib/restore/restore.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import {createReporter} from '../../src/lib/ui/reporter.js'
-import {repoRoot, sha256} from '../support/fixtures.js'
+import {blake3, repoRoot, sha256} from '../support/fixtures.js'
 import {runCli} from '../support/cli.js'
 import {filesUnder} from '../support/files.js'
 
@@ -236,7 +236,7 @@ describe('every single-bit flip in every object is detected', () => {
             expect((await verifyBackup(repo, owner!, 1, reporter)).ok, what).toBe(true)
             const v = await verifyBackup(repo, owner!, 2, reporter)
             expect(v.ok, what).toBe(false)
-            expect(v.findings).toEqual([{backup: owner, level: 2, object: key, problem: expect.stringMatching(/^sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}])
+            expect(v.findings).toEqual([{backup: owner, level: 2, object: key, problem: expect.stringMatching(/^blake3 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}])
             for (const e of await refused(owner!)) {
               expect(e.name, what).toBe('IntegrityError')
               restoreCodes.set(e.code, (restoreCodes.get(e.code) ?? 0) + 1)
@@ -253,7 +253,7 @@ describe('every single-bit flip in every object is detected', () => {
     }
     expect(flips).toBeGreaterThanOrEqual(40)
     expect(seen).toEqual({config: 6, manifest: 12, archive: 24})
-    // Archive damage is reported by the streaming checks (object sha256, entry sha256, zstd, tar).
+    // Archive damage is reported by the streaming checks (object hash, entry hash, zstd, tar).
     expect([...restoreCodes.keys()].every((c) => ['CHECKSUM_MISMATCH', 'ARCHIVE_CORRUPT', 'ARCHIVE_REFUSED'].includes(c)), JSON.stringify([...restoreCodes])).toBe(true)
     console.log(`integrity: ${flips} single-bit flips in ${objects.length} objects, all detected; restores refused: ${restores.cli} through the CLI, ${restores.lib} in-process; archive restore failures by code: ${JSON.stringify(Object.fromEntries(restoreCodes))}`)
     // Everything is back as it was: the repository verifies and restores again.
@@ -327,9 +327,9 @@ describe('hostile archives sealed into a manifest that passes level 2 are refuse
     const template = sp.files[0]
     sp.files = listed.map((e): FileCapture => {
       const body = e.body ?? Buffer.alloc(0)
-      return {...template, name: e.path.split('/').pop()!, entry: e.path, offset: 0, length: body.length, end: body.length, sha256: sha256(body)}
+      return {...template, name: e.path.split('/').pop()!, entry: e.path, offset: 0, length: body.length, end: body.length, hash: blake3(body)}
     })
-    sp.archive = {key: sp.archive!.key, size: archive.length, sha256: sha256(archive), uncompressedSize: tar.length}
+    sp.archive = {key: sp.archive!.key, size: archive.length, hash: blake3(archive), uncompressedSize: tar.length}
     await writeFile(archivePath, archive)
     await writeFile(manifestPath, `${JSON.stringify(sealManifest(m), null, 2)}\n`)
   }
@@ -479,7 +479,7 @@ describe('restore checks every byte of an archive', () => {
     expect(await flipAndRestore(join(small, 'zstd'), key, offsets)).toEqual([])
   })
 
-  it('none: a flipped bit in the tar padding or the end-of-archive blocks (no file changes) fails the restore by the object sha256', {timeout: 60_000}, async () => {
+  it('none: a flipped bit in the tar padding or the end-of-archive blocks (no file changes) fails the restore by the object hash', {timeout: 60_000}, async () => {
     const [key] = (await filesUnder(join(small, 'none'))).filter((k) => k.endsWith('.tar'))
     const size = (await lstat(join(small, 'none', ...key.split('/')))).size
     const [wal] = await readdir(join(small, 'data', 'default', 'wal'))

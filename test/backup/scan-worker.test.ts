@@ -1,6 +1,6 @@
 /**
  * A backup that scans more than INLINE_SCAN_BYTES runs pass 1 in the worker thread (scan-worker.ts):
- * the manifest it writes (per-file ranges, sha256, record counts, samples) must be exactly right, and
+ * the manifest it writes (per-file ranges, hashes, record counts, samples) must be exactly right, and
  * the backup restores byte for byte and passes level 3.
  */
 import {mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
@@ -10,7 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {INLINE_SCAN_BYTES} from '../../src/lib/backup/scan-client.js'
 import {runCli} from '../support/cli.js'
-import {type Json, sha256} from '../support/fixtures.js'
+import {blake3, type Json} from '../support/fixtures.js'
 
 
 let tmp: string
@@ -48,10 +48,10 @@ describe('pass 1 in the worker thread', () => {
       for (const f of sp.files as Json[]) {
         const bytes = await readFile(join(data, sp.space, 'wal', f.name))
         const st = perFile.get(`${sp.space}/${f.name}`)
-        expect({offset: f.offset, length: f.length, sha256: f.sha256, records: f.records, damage: f.damage}).toEqual({offset: 0, length: bytes.length, sha256: sha256(bytes), records: st.records, damage: []})
+        expect({offset: f.offset, length: f.length, hash: f.hash, records: f.records, damage: f.damage}).toEqual({offset: 0, length: bytes.length, hash: blake3(bytes), records: st.records, damage: []})
         const lastRecord = bytes.subarray(Number(f.tailOffset))
-        expect(f.tailSha256).toBe(sha256(lastRecord))
-        expect(f.headSha256).toBe(sha256(bytes.subarray(0, 4096)))
+        expect(f.tailHash).toBe(blake3(lastRecord))
+        expect(f.headHash).toBe(blake3(bytes.subarray(0, 4096)))
         scanned += bytes.length
       }
     }
@@ -61,7 +61,7 @@ describe('pass 1 in the worker thread', () => {
     const r = await runCli(['restore', id, '--repo', repo, '--to', to, '--json'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     for (const sp of manifest.spaces as Json[]) {
-      for (const f of sp.files as Json[]) expect(sha256(await readFile(join(to, sp.space, 'wal', f.name))), f.name).toBe(f.sha256)
+      for (const f of sp.files as Json[]) expect(blake3(await readFile(join(to, sp.space, 'wal', f.name))), f.name).toBe(f.hash)
     }
     const v = await runCli(['backup', 'verify', id, '--level', '3', '--repo', repo, '--json'])
     expect(v.code, v.stdout + v.stderr).toBe(0)

@@ -1,8 +1,8 @@
 /**
  * Backup verification levels do what they say (src/lib/restore/verify.ts):
  *  L1  manifests (with their checksums) and object presence and sizes, without reading any archive;
- *  L2  every object's sha256;
- *  L3  unpack; every entry's sha256; every record read back; per-file record and episode counts and
+ *  L2  every object's hash;
+ *  L3  unpack; every entry's hash; every record read back; per-file record and episode counts and
  *      sizes against the manifests;
  *  L4  restore, open with the engine, serve it, and compare: the engine loaded every space, its replay
  *      applied the episodes the manifests captured, the server serves the replay's memory count,
@@ -183,7 +183,7 @@ describe('level 2: object checksums', () => {
     expect((await verifyBackup(repo, incr, 1, reporter)).ok).toBe(true)
     const r = await verifyBackup(repo, incr, 2, reporter)
     expect(r.ok).toBe(false)
-    expect(r.findings).toEqual([{backup: incr, level: 2, object: archiveKey(incr, 'default'), problem: expect.stringMatching(/^sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}])
+    expect(r.findings).toEqual([{backup: incr, level: 2, object: archiveKey(incr, 'default'), problem: expect.stringMatching(/^blake3 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}])
     // The full underneath is fine.
     expect((await verifyBackup(repo, full, 2, reporter)).ok).toBe(true)
   })
@@ -229,15 +229,15 @@ describe('level 3: archive content against the per-file records', () => {
     ])
   })
 
-  it("detects an entry whose bytes disagree with the manifest's per-file sha256", async () => {
+  it("detects an entry whose bytes disagree with the manifest's per-file hash", async () => {
     await tamper(full, (x) => {
       const f = x.spaces.find((s) => s.space === 'default')!.files[0]
-      f.sha256 = f.sha256.replace(/^./, (c) => (c === '0' ? '1' : '0'))
+      f.hash = f.hash.replace(/^./, (c) => (c === '0' ? '1' : '0'))
     })
     const {repo} = await countingRepo()
     expect((await verifyBackup(repo, full, 2, reporter)).ok).toBe(true)
     const r = await verifyBackup(repo, full, 3, reporter)
-    expect(r.findings).toEqual([{backup: full, level: 3, object: archiveKey(full, 'default'), problem: expect.stringContaining('does not match its sha256 in the manifest')}])
+    expect(r.findings).toEqual([{backup: full, level: 3, object: archiveKey(full, 'default'), problem: expect.stringContaining('does not match its blake3 in the manifest')}])
   })
 
   it('detects a file the manifests list but the archive does not hold', async () => {
@@ -272,7 +272,7 @@ describe('level 4: restore, open with the engine, serve, compare', () => {
     const samples = m.spaces.find((s) => s.space === 'tenant-001')!.samples
     expect(samples.length).toBe(8)
     await tamper(full, (x) => {
-      for (const s of x.spaces.find((sp) => sp.space === 'tenant-001')!.samples) s.payloadSha256 = '0'.repeat(64)
+      for (const s of x.spaces.find((sp) => sp.space === 'tenant-001')!.samples) s.payloadHash = '0'.repeat(64)
     })
     const {repo} = await countingRepo()
     expect((await verifyBackup(repo, incr, 3, reporter)).ok).toBe(true)
@@ -365,7 +365,7 @@ describe('backup verify --all and backup list', () => {
     const badLines = bad.stdout.split('\n').filter(Boolean)
     expect(badLines[0]).toMatch(new RegExp(`^${full}: level 2 OK \\(2 objects, 0 records\\) in `))
     expect(badLines[1]).toMatch(new RegExp(`^${incr}: level 2 FAILED \\(4 objects, 0 records\\) in `))
-    expect(badLines[2]).toMatch(new RegExp(`^  L2 backups/${incr}/tenant-001\\.tar\\.zst: sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`))
+    expect(badLines[2]).toMatch(new RegExp(`^  L2 backups/${incr}/tenant-001\\.tar\\.zst: blake3 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$`))
     expect(badLines).toHaveLength(3)
     expect(bad.stderr.replace(/\s+›?\s*/g, ' ')).toContain(`1 of 2 backups failed verification: ${incr}`)
     const badJson = await cli(['backup', 'verify', '--all', '--level', '2', '--repo', repoDir, '--json'])
@@ -375,7 +375,7 @@ describe('backup verify --all and backup list', () => {
     list = JSON.parse((await cli(['backup', 'list', '--repo', repoDir, '--json'])).stdout)
     expect(list.backups.map((b: {id: string; lastVerification: unknown}) => [b.id, b.lastVerification])).toEqual([
       [full, {level: 2, ok: true, at: expect.any(String), detail: ''}],
-      [incr, {level: 2, ok: false, at: expect.any(String), detail: expect.stringMatching(/^sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}],
+      [incr, {level: 2, ok: false, at: expect.any(String), detail: expect.stringMatching(/^blake3 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}],
     ])
     const table = await cli(['backup', 'list', '--repo', repoDir])
     expect(table.code).toBe(0)

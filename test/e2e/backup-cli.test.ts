@@ -113,7 +113,7 @@ describe('backup main path (built CLI), step by step', {timeout: 180_000}, () =>
     show = await json(['backup', 'show', inc.id, '--repo', repo])
     expect(Object.keys(show).sort()).toEqual(['chain', 'manifest'])
     expect(show.chain).toEqual([full.id, inc.id])
-    expect(show.manifest).toMatchObject({format: 'engram-ops-backup/1', id: inc.id, type: 'incremental', parent: full.id, chain: [full.id, inc.id], dataRoot: data, compaction: null})
+    expect(show.manifest).toMatchObject({format: 'engram-ops-backup/2', hashAlgorithm: 'blake3', id: inc.id, type: 'incremental', parent: full.id, chain: [full.id, inc.id], dataRoot: data, compaction: null})
     expect(show.manifest.spaces.map((s: {space: string; files: Array<{offset: number; length: number}>}) => [s.space, s.files.map((f) => f.length)])).toEqual(
       gen2.spaces.map((s: {space: string; bytes: number}) => [s.space, [s.bytes]]),
     )

@@ -1,3 +1,4 @@
+import {blake3 as blake3Digest} from '@napi-rs/blake-hash'
 import {createHash} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
@@ -18,6 +19,11 @@ export function loadExpected(set: string): Json {
 
 export function sha256(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex')
+}
+
+/** BLAKE3 straight from the library (not through src/lib/digest.ts), the default hash of a backup. */
+export function blake3(data: Uint8Array | string): string {
+  return blake3Digest(data).toString('hex')
 }
 
 function embeddingJson(e: Float32Array): Json {

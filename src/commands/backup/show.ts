@@ -22,7 +22,7 @@ export default class BackupShow extends OpsCommand {
     this.out(`  ${m.host}:${m.dataRoot}, ${m.startedAt} .. ${m.finishedAt}, snapshot ${formatNs(BigInt(m.snapshotNs))}`)
     this.out(`  ${m.totals.files} files, ${formatBytes(m.totals.bytes)} captured, ${formatBytes(m.totals.archiveBytes)} stored, ${m.totals.records} records, ${m.totals.unlinkedFiles} unlinked files`)
     for (const sp of m.spaces) {
-      this.out(`  space ${sp.space}: ${sp.archive ? `${sp.archive.key} ${formatBytes(sp.archive.size)} sha256 ${sp.archive.sha256}` : 'no changes'}`)
+      this.out(`  space ${sp.space}: ${sp.archive ? `${sp.archive.key} ${formatBytes(sp.archive.size)} ${m.hashAlgorithm} ${sp.archive.hash}` : 'no changes'}`)
       for (const f of sp.files) {
         this.out(
           `    ${f.name} [${f.offset}, ${f.end}) ${f.records} records seq ${f.firstSequence ?? '-'}..${f.lastSequence ?? '-'} ${formatNs(f.firstTimestampNs === null ? null : BigInt(f.firstTimestampNs))} .. ${formatNs(f.lastTimestampNs === null ? null : BigInt(f.lastTimestampNs))}${f.source === 'unlinked' ? ` (unlinked, pid ${f.pid})` : ''}`,

@@ -9,8 +9,8 @@ import {formatDuration} from '../../lib/ui/format.js'
 export default class BackupVerify extends OpsCommand {
   static override summary = 'Verify backups at level 1 (manifest and objects) to 4 (restore, open and serve).'
   static override description = `L1: manifests and their checksums; every object present with its size (no data read).
-L2: every object's sha256.
-L3: decompress and unpack; every entry's sha256; every WAL record's CRCs and payload; counts against the manifest.
+L2: every object's hash, in the algorithm its backup recorded (BLAKE3, or sha256).
+L3: decompress and unpack; every entry's hash; every WAL record's CRCs and payload; counts against the manifest.
 L4: restore into a scratch directory, open it with the engine and serve it on a free port; compare
     record and memory counts and sampled memories. Exit 15 when a check fails.`
   static override examples = ['<%= config.bin %> <%= command.id %> --latest --level 4 --repo /var/backups/engram', '<%= config.bin %> <%= command.id %> --all --level 2 --repo /var/backups/engram']

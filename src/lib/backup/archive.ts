@@ -3,13 +3,13 @@
  * package, so `zstd -dc | tar -t` lists it), compressed and hashed while it streams to the backend.
  * Nothing is staged on local disk and memory is bounded by the compression window.
  */
-import {createHash} from 'node:crypto'
 import type {FileHandle} from 'node:fs/promises'
 import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {Header} from 'tar/header'
 
+import {createHasher, type HashAlgorithm} from '../digest.js'
 import type {RepositoryBackend} from '../repo/backend.js'
 import {Pool} from '../pool.js'
 import {type Compression, FRAME_CONCURRENCY, FRAME_SIZE, FrameCompressor} from '../repo/compression.js'
@@ -126,7 +126,8 @@ async function* copyStage(frames: AsyncIterable<Frame>): AsyncGenerator<Buffer> 
 export interface WrittenArchive {
   key: string
   size: number
-  sha256: string
+  /** Hash of the object's bytes, in the writer's algorithm. */
+  hash: string
   uncompressedSize: number
 }
 
@@ -145,6 +146,7 @@ export class ArchiveWriter {
 
   constructor(
     private readonly compression: Compression,
+    private readonly hashAlgorithm: HashAlgorithm,
     archives = 1,
   ) {
     this.pool = new Pool<Buffer>(Array.from({length: FRAME_CONCURRENCY + archives}, () => Buffer.allocUnsafe(FRAME_SIZE)))
@@ -157,7 +159,7 @@ export class ArchiveWriter {
     signal?.throwIfAborted() // the listener below only hears aborts from now on
     let uncompressedSize = 0
     let size = 0
-    const hash = createHash('sha256')
+    const hash = createHasher(this.hashAlgorithm)
     const body = new PassThrough({highWaterMark: 1024 * 1024})
     const abort = new AbortController()
     const onAbort = () => abort.abort(signal?.reason)
@@ -193,7 +195,7 @@ export class ArchiveWriter {
       const [, put] = await Promise.all([produce, consume])
       if (failure) throw (failure as {error: unknown}).error
       if (put!.size !== size) throw new Error(`${key}: stored ${put!.size} bytes, wrote ${size}`)
-      return {key, size, sha256: hash.digest('hex'), uncompressedSize}
+      return {key, size, hash: hash.digest(), uncompressedSize}
     } catch (error) {
       // A compressor may be left inside a frame: none of them is used again.
       this.close()

@@ -13,13 +13,14 @@ import {open} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {resolve} from 'node:path'
 
+import {DEFAULT_HASH_ALGORITHM, type HashAlgorithm} from '../digest.js'
 import {nowNs} from '../engine/datetime.js'
 import {assertDataDir} from '../engine/layout.js'
 import {fsError} from '../errors.js'
 import {archiveExtension, type Compression, FRAME_CONCURRENCY, FRAME_SIZE} from '../repo/compression.js'
 import {archiveKey} from '../repo/layout.js'
 import {acquireRepoLock, type LeaseOwner} from '../repo/lock.js'
-import {backupId, type FileCapture, type Manifest, sealManifest, type SpaceCapture} from '../repo/manifest.js'
+import {backupId, type FileCapture, type Manifest, MANIFEST_FORMAT, sealManifest, type SpaceCapture} from '../repo/manifest.js'
 import type {BackupEntry, Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
 import {type ArchiveEntry, ArchiveWriter} from './archive.js'
@@ -46,6 +47,8 @@ export interface BackupOptions {
   type: 'full' | 'incremental'
   spaces: string[]
   compression: Compression
+  /** The hash recorded of every capture and object (default DEFAULT_HASH_ALGORITHM). */
+  hashAlgorithm?: HashAlgorithm
   label?: string
   lockWaitMs: number
   reporter: Reporter
@@ -73,9 +76,11 @@ export interface BackupResult {
 interface FileState {
   name: string
   end: number
-  headSha256: string
+  headHash: string
   tailOffset: number
-  tailSha256: string
+  tailHash: string
+  /** The algorithm of the manifest the state comes from: a chain may mix them. */
+  hashAlgorithm: HashAlgorithm
 }
 
 /** The file state of `space` after applying a chain of manifests. */
@@ -85,7 +90,7 @@ export function chainFileState(chain: Manifest[], space: string): Map<string, Fi
     const sp = m.spaces.find((s) => s.space === space)
     if (!sp) continue
     for (const g of sp.gone) state.delete(g)
-    for (const f of sp.files) state.set(f.name, f)
+    for (const f of sp.files) state.set(f.name, {name: f.name, end: f.end, headHash: f.headHash, tailOffset: f.tailOffset, tailHash: f.tailHash, hashAlgorithm: m.hashAlgorithm})
   }
   return state
 }
@@ -166,7 +171,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const written: string[] = []
   const handles: OpenSource[] = []
   const scanner = new Scanner()
-  const archiver = new ArchiveWriter(o.compression, ARCHIVES_IN_FLIGHT)
+  const hashAlgorithm = o.hashAlgorithm ?? DEFAULT_HASH_ALGORITHM
+  const archiver = new ArchiveWriter(o.compression, hashAlgorithm, ARCHIVES_IN_FLIGHT)
   // Scans ahead and archives in flight stop on the caller's signal, or on the first failure.
   const stop = new AbortController()
   const stopped = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal
@@ -231,12 +237,12 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         if (prev && prev.end > 0) {
           const same =
             src.size >= prev.end &&
-            (await hashRange(src.handle, 0, headLength(prev.end))) === prev.headSha256 &&
-            (await hashRange(src.handle, prev.tailOffset, prev.end - prev.tailOffset)) === prev.tailSha256
+            (await hashRange(src.handle, 0, headLength(prev.end), prev.hashAlgorithm)) === prev.headHash &&
+            (await hashRange(src.handle, prev.tailOffset, prev.end - prev.tailOffset, prev.hashAlgorithm)) === prev.tailHash
           if (same) start = prev.end
           else rewritten.push(src.name)
         }
-        const scan = await scanner.scan(src, start, samples, 8, seen, stopped, onMainThread)
+        const scan = await scanner.scan(src, start, hashAlgorithm, samples, 8, seen, stopped, onMainThread)
         for (const d of scan.damage) spaceDamage.push({space: spaceId, file: src.name, ...d})
         if (type === 'incremental' && prev && start > 0 && scan.cut === start) continue // nothing new
         const entry = start === 0 ? `${spaceId}/wal/${src.name}` : `${spaceId}/wal/${src.name}.from-${start.toString(16).padStart(16, '0')}`
@@ -299,7 +305,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
         )
         .then(
           (w) => {
-            space.archive = {key, size: w.size, sha256: w.sha256, uncompressedSize: w.uncompressedSize}
+            space.archive = {key, size: w.size, hash: w.hash, uncompressedSize: w.uncompressedSize}
             o.reporter.info(`  ${spaceId}: ${captures.length} files, ${total} bytes -> ${w.size} bytes archived`)
           },
           (error) => {
@@ -332,7 +338,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       unlinkedFiles: unlinked.length,
     }
     const manifest = sealManifest({
-      format: 'engram-ops-backup/1',
+      format: MANIFEST_FORMAT,
+      hashAlgorithm,
       tool: {name: 'engram-ops', version: VERSION},
       id,
       type,

@@ -8,9 +8,9 @@
  * Holding the descriptor across both passes means a file unlinked in between is still read whole.
  * Pass 1 runs in a worker thread (scan-worker.ts) so it overlaps the main thread's pass 2.
  */
-import {createHash} from 'node:crypto'
 import type {FileHandle} from 'node:fs/promises'
 
+import {createHasher, type HashAlgorithm, hashOf} from '../digest.js'
 import {decodeEpisodeId} from '../engine/payload.js'
 import {type ReadHandle, WalFileReader} from '../engine/reader.js'
 import {EntryType, isEpisodeType} from '../engine/record.js'
@@ -31,7 +31,7 @@ export interface Sample {
   id: string
   file: string
   offset: number
-  payloadSha256: string
+  payloadHash: string
 }
 
 export interface ScanResult {
@@ -51,9 +51,9 @@ export interface ScanResult {
 
 /** A scan plus the hashes the manifest keeps of the capture: all of [start, cut), the file's head, its last record. */
 export interface CaptureScan extends ScanResult {
-  sha256: string
-  headSha256: string
-  tailSha256: string
+  hash: string
+  headHash: string
+  tailHash: string
 }
 
 /** The file a scan reads: name for messages, size snapshot, and an open descriptor. */
@@ -65,8 +65,8 @@ export interface ScanSource {
 
 const HEAD_BYTES = 4096
 
-export async function hashRange(handle: ReadHandle, offset: number, length: number): Promise<string> {
-  const h = createHash('sha256')
+export async function hashRange(handle: ReadHandle, offset: number, length: number, algorithm: HashAlgorithm): Promise<string> {
+  const h = createHasher(algorithm)
   const buf = Buffer.allocUnsafe(Math.min(length, 1024 * 1024) || 1)
   let done = 0
   while (done < length) {
@@ -75,7 +75,7 @@ export async function hashRange(handle: ReadHandle, offset: number, length: numb
     h.update(buf.subarray(0, bytesRead))
     done += bytesRead
   }
-  return h.digest('hex')
+  return h.digest()
 }
 
 export function headLength(end: number): number {
@@ -83,7 +83,7 @@ export function headLength(end: number): number {
 }
 
 /** Pass 1: where to cut, what the captured records are, and their hashes. Keeps up to `sampleSize` episode samples. */
-export async function scanCapture(src: ScanSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
+export async function scanCapture(src: ScanSource, start: number, algorithm: HashAlgorithm, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal): Promise<CaptureScan> {
   // A 1 MiB window: the scan is CPU-bound, and a backup's memory is counted against every byte.
   const reader = new WalFileReader(src.name, {handle: src.handle, start, limit: src.size, signal, windowSize: 1024 * 1024})
   const r: ScanResult = {
@@ -107,7 +107,7 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
   // The captured bytes are hashed from the reader's window, one update per batch of adjacent records;
   // `hashedTo` says how far. Should that not end exactly at the cut (records past the last valid one,
   // a payload too large to be held whole), the range is hashed again from the file.
-  const hash = createHash('sha256')
+  const hash = createHasher(algorithm)
   let hashedTo = start
   for await (const batch of reader.batches()) {
     // Records of a batch that follow each other in the file follow each other in the window: the
@@ -146,7 +146,7 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
         const slot = samples.length < sampleSize ? samples.length : Math.floor(Math.random() * seen.n)
         if (slot < sampleSize) {
           try {
-            samples[slot] = {id: decodeEpisodeId(rec.payload), file: src.name, offset: rec.offset, payloadSha256: createHash('sha256').update(rec.payload).digest('hex')}
+            samples[slot] = {id: decodeEpisodeId(rec.payload), file: src.name, offset: rec.offset, payloadHash: hashOf(algorithm, rec.payload)}
           } catch {
             // an undecodable id is not a useful sample
           }
@@ -172,10 +172,10 @@ export async function scanCapture(src: ScanSource, start: number, samples: Sampl
       if (end.bytes > 0) result.damage.push({offset: end.offset, kind: 'partial_header', detail: `${end.bytes} bytes of a header still being written were left for the next backup`})
       break
   }
-  const sha256 = hashedTo === result.cut ? hash.digest('hex') : await hashRange(src.handle, start, result.cut - start)
-  const headSha256 = await hashRange(src.handle, 0, headLength(result.cut))
-  const tailSha256 = await hashRange(src.handle, result.tailOffset, result.cut - result.tailOffset)
-  return {...result, sha256, headSha256, tailSha256}
+  const capturedHash = hashedTo === result.cut ? hash.digest() : await hashRange(src.handle, start, result.cut - start, algorithm)
+  const headHash = await hashRange(src.handle, 0, headLength(result.cut), algorithm)
+  const tailHash = await hashRange(src.handle, result.tailOffset, result.cut - result.tailOffset, algorithm)
+  return {...result, hash: capturedHash, headHash, tailHash}
 }
 
 export function captureRecord(src: OpenSource, scan: CaptureScan, entry: string): FileCapture {
@@ -186,10 +186,10 @@ export function captureRecord(src: OpenSource, scan: CaptureScan, entry: string)
     offset: scan.start,
     length: scan.cut - scan.start,
     end: scan.cut,
-    sha256: scan.sha256,
-    headSha256: scan.headSha256,
+    hash: scan.hash,
+    headHash: scan.headHash,
     tailOffset: scan.tailOffset,
-    tailSha256: scan.tailSha256,
+    tailHash: scan.tailHash,
     observedSize: src.size,
     inode: src.inode,
     source: src.source,

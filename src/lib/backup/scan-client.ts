@@ -7,6 +7,7 @@
  */
 import {Worker} from 'node:worker_threads'
 
+import type {HashAlgorithm} from '../digest.js'
 import {fsError} from '../errors.js'
 import {type CaptureScan, type OpenSource, type Sample, scanCapture} from './capture.js'
 
@@ -16,6 +17,7 @@ export interface ScanRequest {
   name: string
   size: number
   start: number
+  algorithm: HashAlgorithm
   samples: Sample[]
   sampleSize: number
   seen: number
@@ -68,12 +70,12 @@ export class Scanner {
    * Scans [start, src.size) of `src`; `samples` and `seen` carry the space's reservoir across files.
    * `onMainThread` keeps this scan on the main thread whatever its size (when nothing else is there to run).
    */
-  async scan(src: OpenSource, start: number, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal, onMainThread = false): Promise<CaptureScan> {
+  async scan(src: OpenSource, start: number, algorithm: HashAlgorithm, samples: Sample[], sampleSize: number, seen: {n: number}, signal?: AbortSignal, onMainThread = false): Promise<CaptureScan> {
     signal?.throwIfAborted()
     const bytes = src.size - start
     if (onMainThread || (!this.worker && this.inlineBytes + bytes < INLINE_SCAN_BYTES)) {
       this.inlineBytes += bytes
-      return scanCapture(src, start, samples, sampleSize, seen, signal)
+      return scanCapture(src, start, algorithm, samples, sampleSize, seen, signal)
     }
     const worker = this.start()
     if (this.failure) throw this.failure
@@ -86,7 +88,7 @@ export class Scanner {
         reject(signal!.reason)
       }
       signal?.addEventListener('abort', onAbort, {once: true})
-      worker.postMessage({id, fd: src.handle.fd, name: src.name, size: src.size, start, samples, sampleSize, seen: seen.n} satisfies ScanRequest)
+      worker.postMessage({id, fd: src.handle.fd, name: src.name, size: src.size, start, algorithm, samples, sampleSize, seen: seen.n} satisfies ScanRequest)
     }).finally(() => signal?.removeEventListener('abort', onAbort))
     if (!reply.ok) throw fsError(Object.assign(new Error(reply.message), {code: reply.errno}), 'scan WAL file', src.name)
     samples.splice(0, samples.length, ...reply.samples)

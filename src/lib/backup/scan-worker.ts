@@ -30,7 +30,7 @@ parentPort!.on('message', async (req: ScanRequest) => {
   try {
     const samples: Sample[] = req.samples
     const seen = {n: req.seen}
-    const scan = await scanCapture({name: req.name, size: req.size, handle: descriptorHandle(req.fd)}, req.start, samples, req.sampleSize, seen)
+    const scan = await scanCapture({name: req.name, size: req.size, handle: descriptorHandle(req.fd)}, req.start, req.algorithm, samples, req.sampleSize, seen)
     reply = {id: req.id, ok: true, scan, samples, seen: seen.n}
   } catch (error) {
     // Errors do not cross threads with their class: send the system error underneath, if any.

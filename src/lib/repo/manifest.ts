@@ -4,7 +4,15 @@
  */
 import {createHash} from 'node:crypto'
 
-export const MANIFEST_FORMAT = 'engram-ops-backup/1'
+import type {HashAlgorithm} from '../digest.js'
+
+/**
+ * Format 2 names its hash algorithm (`hashAlgorithm`) and calls its digests `hash`, `headHash`,
+ * `tailHash` and `payloadHash`. Format 1 had sha256 only, in fields named `sha256`, `headSha256`,
+ * `tailSha256` and `payloadSha256`; it is read (upgraded in memory by `upgradeManifest`), not written.
+ */
+export const MANIFEST_FORMAT = 'engram-ops-backup/2'
+export const MANIFEST_FORMAT_1 = 'engram-ops-backup/1'
 
 export interface DamageNote {
   offset: number
@@ -22,13 +30,13 @@ export interface FileCapture {
   length: number
   /** Size of the file (as captured) after this backup: offset + length. */
   end: number
-  /** sha256 of the captured bytes. */
-  sha256: string
-  /** sha256 of the first min(4096, end) bytes of the file: identity for incrementals. */
-  headSha256: string
-  /** sha256 of the last complete record of the capture [tailOffset, end): identity for incrementals. */
+  /** Hash (the manifest's algorithm) of the captured bytes. */
+  hash: string
+  /** Hash of the first min(4096, end) bytes of the file: identity for incrementals. */
+  headHash: string
+  /** Hash of the last complete record of the capture [tailOffset, end): identity for incrementals. */
   tailOffset: number
-  tailSha256: string
+  tailHash: string
   /** Bytes the file had when it was captured; more than `end` when a torn or damaged tail was cut. */
   observedSize: number
   inode: number
@@ -49,7 +57,7 @@ export interface FileCapture {
 export interface SpaceCapture {
   space: string
   /** Archive object key, or null when nothing changed in the space (incremental). */
-  archive: {key: string; size: number; sha256: string; uncompressedSize: number} | null
+  archive: {key: string; size: number; hash: string; uncompressedSize: number} | null
   files: FileCapture[]
   /** Files of the parent's state that no longer exist (incremental). */
   gone: string[]
@@ -58,11 +66,13 @@ export interface SpaceCapture {
   /** Reserved: live memories after replay (not computed at backup time, to keep memory flat). */
   memories: number | null
   /** A few episodes captured by this backup (reservoir sample), checked through the API by level 4. */
-  samples: Array<{id: string; file: string; offset: number; payloadSha256: string}>
+  samples: Array<{id: string; file: string; offset: number; payloadHash: string}>
 }
 
 export interface Manifest {
-  format: typeof MANIFEST_FORMAT
+  format: typeof MANIFEST_FORMAT | typeof MANIFEST_FORMAT_1
+  /** The algorithm of every hash in this manifest but its own checksum (always sha256). */
+  hashAlgorithm: HashAlgorithm
   tool: {name: 'engram-ops'; version: string}
   id: string
   type: 'full' | 'incremental'
@@ -91,6 +101,24 @@ export function selfChecksum(doc: {checksum: string}): string {
   return createHash('sha256')
     .update(JSON.stringify({...doc, checksum: ''}))
     .digest('hex')
+}
+
+/**
+ * A manifest as read, in the current shape: format 1 (sha256, `sha256`-named fields) gets
+ * `hashAlgorithm: 'sha256'` and the field names of format 2. Its `format` and `checksum` stay as
+ * stored, so the checksum is of the stored text, which the caller has already verified.
+ */
+export function upgradeManifest(m: Manifest): Manifest {
+  if (m.format !== MANIFEST_FORMAT_1) return m
+  type V1File = FileCapture & {sha256?: string; headSha256?: string; tailSha256?: string}
+  type V1Space = Omit<SpaceCapture, 'archive' | 'samples'> & {archive: (NonNullable<SpaceCapture['archive']> & {sha256?: string}) | null; samples: Array<SpaceCapture['samples'][number] & {payloadSha256?: string}>}
+  const spaces = (m.spaces as unknown as V1Space[]).map((sp) => ({
+    ...sp,
+    archive: sp.archive ? {key: sp.archive.key, size: sp.archive.size, hash: sp.archive.sha256!, uncompressedSize: sp.archive.uncompressedSize} : null,
+    files: (sp.files as V1File[]).map(({sha256, headSha256, tailSha256, ...f}) => ({...f, hash: sha256!, headHash: headSha256!, tailHash: tailSha256!})),
+    samples: sp.samples.map(({payloadSha256, ...s}) => ({...s, payloadHash: payloadSha256!})),
+  }))
+  return {...m, hashAlgorithm: 'sha256', spaces}
 }
 
 export function sealManifest(m: Omit<Manifest, 'checksum'>): Manifest {

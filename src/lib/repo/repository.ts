@@ -8,7 +8,7 @@ import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
 import {EncryptedBackend, type EncryptionConfig, unwrapKey, wrapKey} from './crypto.js'
 import {BACKUPS_PREFIX, backupIdOfKey, manifestKey, REPO_CONFIG_KEY, verificationKey} from './layout.js'
-import {type Manifest, MANIFEST_FORMAT, selfChecksum} from './manifest.js'
+import {type Manifest, MANIFEST_FORMAT, MANIFEST_FORMAT_1, selfChecksum, upgradeManifest} from './manifest.js'
 
 export const REPO_FORMAT = 'engram-ops-repo/1'
 
@@ -178,7 +178,7 @@ export class Repository {
 
   async manifest(id: string): Promise<Manifest> {
     const known = this.manifests.get(id)
-    if (known !== undefined) return JSON.parse(known) as Manifest
+    if (known !== undefined) return upgradeManifest(JSON.parse(known) as Manifest)
     let raw: Buffer
     try {
       raw = await readAll(await this.backend.get(manifestKey(id)))
@@ -200,7 +200,7 @@ export class Repository {
     } catch (error) {
       throw new IntegrityError(`manifest of backup ${id} is not valid JSON`, {code: 'MANIFEST_CORRUPT', subject: manifestKey(id), cause: error, suggestion: 'The backup cannot be trusted; take a new full backup.'})
     }
-    if (m.format !== MANIFEST_FORMAT || m.id !== id || selfChecksum(m) !== m.checksum) {
+    if ((m.format !== MANIFEST_FORMAT && m.format !== MANIFEST_FORMAT_1) || m.id !== id || selfChecksum(m) !== m.checksum) {
       throw new IntegrityError(`manifest of backup ${id} fails its checksum`, {
         code: 'MANIFEST_CORRUPT',
         subject: manifestKey(id),
@@ -208,7 +208,7 @@ export class Repository {
       })
     }
     this.manifests.set(id, text)
-    return m
+    return upgradeManifest(m)
   }
 
   async writeManifest(m: Manifest): Promise<void> {

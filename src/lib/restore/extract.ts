@@ -1,6 +1,6 @@
 /**
  * Restoring a chain of backups into a staging directory, verifying every object while it streams:
- * the archive's sha256 and size, each entry's sha256 against the manifest, and that entries are
+ * the archive's hash and size, each entry's hash against the manifest, and that entries are
  * exactly the files the manifest lists. A tar entry that is not a plain file, or whose path is
  * absolute, climbs out with `..`, or is not `<space>/wal/<file>` of its own archive, is refused.
  * Whole files are written fresh; an incremental's segment is appended at the offset it starts at.
@@ -10,7 +10,7 @@ import {join} from 'node:path'
 
 import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError, OpsError} from '../errors.js'
-import {type Sha256Source, sha256Source} from '../hash-worker.js'
+import {type HashSource, hashSource} from '../hash-worker.js'
 import {EarlyWriteback} from '../writeback.js'
 import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
@@ -79,7 +79,7 @@ class PendingSyncs {
 }
 
 /** Extracts one space's archive of one backup into `staging/<space>/wal/`. */
-async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, syncs: PendingSyncs, hashes: Sha256Source, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
+async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, syncs: PendingSyncs, hashes: HashSource, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
   const sp = m.spaces.find((s) => s.space === space)!
   const archive = sp.archive
   if (!archive) return
@@ -88,10 +88,10 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
   const walDir = join(staging, space, 'wal')
   await mkdir(walDir, {recursive: true, mode: 0o755})
   // The whole object is hashed too, although zstd's content checksums, the frame index, tar header
-  // checksums and each file's sha256 already cover every byte that reaches a restored file: some bits
+  // checksums and each file's hash already cover every byte that reaches a restored file: some bits
   // of a zstd frame (the window descriptor, parts of entropy table headers) can flip without changing
   // the output, and a flipped byte anywhere must fail the restore (measured by the integrity test).
-  const objectHash = hashes.create()
+  const objectHash = hashes.create(m.hashAlgorithm)
   let objectSize = 0
   const body = await repo.backend.get(archive.key, {signal})
   const hashing = async function* (src: AsyncIterable<Buffer>) {
@@ -122,7 +122,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
         if (offset > 0 && size !== offset) {
           throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${size} bytes`, archive.key)
         }
-        const hash = hashes.create()
+        const hash = hashes.create(m.hashAlgorithm)
         const early = new EarlyWriteback(fh)
         let pos = offset
         try {
@@ -139,8 +139,8 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
         } finally {
           await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
         }
-        if ((await hash.digest()) !== cap.sha256) {
-          throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its sha256 in the manifest`, {
+        if ((await hash.digest()) !== cap.hash) {
+          throw new IntegrityError(`backup ${m.id}: ${entry.path} in ${archive.key} does not match its ${m.hashAlgorithm} in the manifest`, {
             code: 'CHECKSUM_MISMATCH',
             subject: archive.key,
             suggestion: 'The archive is damaged; restore an older backup and take a new full backup.',
@@ -170,8 +170,8 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       cause: error,
     })
   }
-  if (objectSize !== archive.size || (await objectHash.digest()) !== archive.sha256) {
-    throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and sha256 in the manifest`, {
+  if (objectSize !== archive.size || (await objectHash.digest()) !== archive.hash) {
+    throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and ${m.hashAlgorithm} in the manifest`, {
       code: 'CHECKSUM_MISMATCH',
       subject: archive.key,
       suggestion: 'The archive is damaged; restore an older backup and take a new full backup.',
@@ -194,7 +194,7 @@ export async function extractChain(repo: Repository, chain: Manifest[], spaces: 
   const syncs = new PendingSyncs()
   // Both hashes of every byte (object and file) on the second core when there is enough to hash.
   const archives = chain.flatMap((m) => m.spaces.filter((s) => spaces.includes(s.space) && s.archive))
-  const hashes = sha256Source(archives.reduce((a, s) => a + s.archive!.size + s.archive!.uncompressedSize, 0))
+  const hashes = hashSource(archives.reduce((a, s) => a + s.archive!.size + s.archive!.uncompressedSize, 0))
   const queue = [...spaces]
   // The first failure stops the other space's pipeline too, and is the one reported.
   const stop = new AbortController()

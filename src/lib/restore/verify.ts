@@ -1,19 +1,19 @@
 /**
  * Backup verification, four levels, each including the ones below it:
  *  L1  manifests of the chain parse and match their own checksums; every object exists with its size.
- *  L2  every object's bytes match the manifest's sha256 (read in full).
- *  L3  every archive decompresses and unpacks; every entry matches its sha256; every WAL record in it
+ *  L2  every object's bytes match the manifest's hash (read in full).
+ *  L3  every archive decompresses and unpacks; every entry matches its hash; every WAL record in it
  *      passes both CRCs and decodes; counts, sequences and times match the manifest.
  *  L4  the chain is restored into a scratch directory, opened with the engine and served by the
  *      Engram-compatible server on a free port: record and memory counts agree with the manifest and
  *      the engine, and sampled memories read through the HTTP API match their records.
  */
-import {createHash} from 'node:crypto'
 import {mkdtemp, open, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {AdminClient} from '../admin/client.js'
+import {createHasher, type HashAlgorithm, hashOf} from '../digest.js'
 import {decodePayloadMeta} from '../engine/decode.js'
 import {listWalFiles} from '../engine/layout.js'
 import {readPayloadAt, WalFileReader} from '../engine/reader.js'
@@ -42,14 +42,14 @@ export interface VerifyResult {
   durationMs: number
 }
 
-async function hashObject(repo: Repository, key: string, signal?: AbortSignal): Promise<{sha256: string; size: number}> {
-  const h = createHash('sha256')
+async function hashObject(repo: Repository, key: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{hash: string; size: number}> {
+  const h = createHasher(algorithm)
   let size = 0
   for await (const c of await repo.backend.get(key, {signal})) {
     h.update(c as Buffer)
     size += (c as Buffer).length
   }
-  return {sha256: h.digest('hex'), size}
+  return {hash: h.digest(), size}
 }
 
 /** Expected per-file record counts of a space after applying a chain (whole captures reset, segments add). */
@@ -101,10 +101,10 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
     for (const sp of m.spaces) {
       if (!sp.archive) continue
       signal?.throwIfAborted()
-      let sha256: string
+      let hash: string
       let size: number
       try {
-        ;({sha256, size} = await hashObject(repo, sp.archive.key, signal))
+        ;({hash, size} = await hashObject(repo, sp.archive.key, m.hashAlgorithm, signal))
       } catch (error) {
         // An encrypted object whose authentication tag fails is a finding, not a crash.
         if (error instanceof IntegrityError) {
@@ -115,7 +115,7 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
       }
       checked.bytes += size
       reporter.progress({phase: 'verify L2', done: checked.bytes, unit: 'bytes'})
-      if (sha256 !== sp.archive.sha256) add(2, `sha256 ${sha256} does not match the manifest's ${sp.archive.sha256}`, sp.archive.key)
+      if (hash !== sp.archive.hash) add(2, `${m.hashAlgorithm} ${hash} does not match the manifest's ${sp.archive.hash}`, sp.archive.key)
     }
   }
   if (level < 3 || findings.length > 0) return done()
@@ -186,7 +186,7 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
         checked.memories += served
         if (served !== c.liveCount) add(4, `space ${space}: the server reports ${served} memories, the engine's replay ${c.liveCount}`)
         // Samples recorded at backup time, plus a few live memories chosen now.
-        const samples = chain.flatMap((m) => m.spaces.find((s) => s.space === space)?.samples ?? [])
+        const samples = chain.flatMap((m) => (m.spaces.find((s) => s.space === space)?.samples ?? []).map((s) => ({...s, algorithm: m.hashAlgorithm})))
         const live = [...st.live.values()]
         const picks = [...samples.map((s) => s.id), ...Array.from({length: Math.min(4, live.length)}, () => live[Math.floor(Math.random() * live.length)].id)]
         for (const mid of picks) {
@@ -197,8 +197,8 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
           if (sample && sample.file === entry.file && sample.offset === entry.offset) {
             const fh = await open(join(scratch, space, 'wal', entry.file), 'r')
             try {
-              const sha = createHash('sha256').update(await readPayloadAt(fh, entry.offset, entry.payloadSize)).digest('hex')
-              if (sha !== sample.payloadSha256) add(4, `space ${space}: memory ${mid} differs from the record sampled at backup time`)
+              const payloadHash = hashOf(sample.algorithm, await readPayloadAt(fh, entry.offset, entry.payloadSize))
+              if (payloadHash !== sample.payloadHash) add(4, `space ${space}: memory ${mid} differs from the record sampled at backup time`)
             } finally {
               await fh.close()
             }

@@ -110,7 +110,7 @@ export class S3Backend implements RepositoryBackend {
       // An idle timeout: a stalled server fails the request (and the SDK retries), a slow transfer that
       // keeps moving does not. (`requestTimeout` only logs a warning in current SDKs.)
       requestHandler: {socketTimeout: o.requestTimeoutMs ?? 60_000, connectionTimeout: 10_000},
-      // Checksums on every request are not supported by every S3-compatible server; we verify with sha256 ourselves.
+      // Checksums on every request are not supported by every S3-compatible server; we verify every object against the manifest's hash ourselves.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     }
