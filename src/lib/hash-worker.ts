@@ -9,7 +9,7 @@
 import {createRequire} from 'node:module'
 import {Worker} from 'node:worker_threads'
 
-import {createHasher, type HashAlgorithm} from './digest.js'
+import {BLAKE3_MODULE, createHasher, ensureHashAlgorithm, type HashAlgorithm} from './digest.js'
 import {ExitCode, OpsError} from './errors.js'
 import {Pool} from './pool.js'
 
@@ -29,15 +29,20 @@ const BLOCK = 4 * 1024 * 1024
 const BLOCKS = 4
 
 // Plain CommonJS for an eval worker: no file to find next to the compiled module. The BLAKE3 module
-// is required by the path this module resolved (an eval worker resolves from the working directory).
+// is required, when first needed, by the path the main thread resolved (an eval worker resolves from
+// the working directory). An unknown algorithm throws, which ends the worker and fails every waiter.
 const WORKER_SOURCE = `
 const {parentPort, workerData} = require('node:worker_threads')
 const {createHash} = require('node:crypto')
-const {Blake3Hasher} = require(workerData.blake3Module)
 const hashes = new Map()
+const make = (algorithm) => {
+  if (algorithm === 'sha256') return createHash('sha256')
+  if (algorithm === 'blake3') return new (require(workerData.blake3Module).Blake3Hasher)()
+  throw new Error('unknown hash algorithm ' + JSON.stringify(algorithm))
+}
 parentPort.on('message', (m) => {
   if (m.open !== undefined) {
-    hashes.set(m.open, m.algorithm === 'sha256' ? createHash('sha256') : new Blake3Hasher())
+    hashes.set(m.open, make(m.algorithm))
   } else if (m.block) {
     const bytes = new Uint8Array(m.block)
     for (let i = 0; i < m.segments.length; i += 3) {
@@ -75,7 +80,12 @@ export class WorkerHashes implements HashSource {
   private failure: OpsError | null = null
 
   constructor() {
-    const blake3Module = createRequire(import.meta.url).resolve('@napi-rs/blake-hash')
+    let blake3Module: string | null = null
+    try {
+      blake3Module = createRequire(import.meta.url).resolve(BLAKE3_MODULE)
+    } catch {
+      // Not installed for this platform: sha256 streams still work, BLAKE3 ones fail in the worker.
+    }
     this.worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {blake3Module}, resourceLimits: {maxYoungGenerationSizeMb: 2}})
     this.worker.on('message', (m: {block?: ArrayBuffer; digest?: number; hex?: string}) => {
       if (m.block) this.blocks.release(m.block)
@@ -105,6 +115,7 @@ export class WorkerHashes implements HashSource {
   }
 
   create(algorithm: HashAlgorithm): StreamHash {
+    ensureHashAlgorithm(algorithm) // the same error as hashing inline, not a failed worker
     const id = this.nextId++
     this.worker.postMessage({open: id, algorithm})
     return {update: (data) => this.update(id, data), digest: () => this.digest(id)}

@@ -41,12 +41,12 @@ describe('ArchiveWriter', () => {
   it('writes several archives with one set of streams: each lists and extracts exactly its entries', async () => {
     const repo = join(tmp, 'repo')
     const backend = new FsBackend(repo)
-    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 'blake3')
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1})
     const groups = [['c'], ['a', 'b'], ['b', 'c', 'a']]
     try {
       for (const [i, names] of groups.entries()) {
         const entries = await Promise.all(names.map(entry))
-        const w = await writer.write(backend, `x/${i}.tar.zst`, entries, () => {})
+        const w = await writer.write(backend, `x/${i}.tar.zst`, entries, 'blake3', () => {})
         for (const e of entries) await e.handle.close()
         const path = join(repo, 'x', `${i}.tar.zst`)
         const listed = execFileSync('sh', ['-c', `zstd -dc '${path}' | tar -t`]).toString().trim().split('\n')
@@ -66,10 +66,10 @@ describe('ArchiveWriter', () => {
     const backend = new FsBackend(repo)
     const groups = [['c', 'a'], ['b'], ['a', 'c', 'b'], ['c']]
     // Fewer archive slots than archives at once: frames wait for buffers and compressors.
-    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 'sha256', 2)
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 2)
     const opened: ArchiveEntry[][] = await Promise.all(groups.map((names) => Promise.all(names.map(entry))))
     try {
-      const written = await Promise.all(opened.map((entries, i) => writer.write(backend, `y/${i}.tar.zst`, entries, () => {})))
+      const written = await Promise.all(opened.map((entries, i) => writer.write(backend, `y/${i}.tar.zst`, entries, 'sha256', () => {})))
       for (const [i, names] of groups.entries()) {
         const path = join(repo, 'y', `${i}.tar.zst`)
         expect(written[i]).toMatchObject({key: `y/${i}.tar.zst`, hash: sha256(readFileSync(path)), size: readFileSync(path).length})
@@ -88,12 +88,12 @@ describe('ArchiveWriter', () => {
   it('after a failed archive it refuses the next one, naming the key', async () => {
     const blocker = join(tmp, 'blocker')
     await writeFile(blocker, 'a file where the repository needs a directory')
-    const writer = new ArchiveWriter({codec: 'zstd', level: 1}, 'blake3')
+    const writer = new ArchiveWriter({codec: 'zstd', level: 1})
     const first = await entry('c')
-    await expect(writer.write(new FsBackend(blocker), 'x/0.tar.zst', [first], () => {})).rejects.toThrow()
+    await expect(writer.write(new FsBackend(blocker), 'x/0.tar.zst', [first], 'blake3', () => {})).rejects.toThrow()
     await first.handle.close()
     const second = await entry('a')
-    await expect(writer.write(new FsBackend(join(tmp, 'repo2')), 'x/1.tar.zst', [second], () => {})).rejects.toThrow('x/1.tar.zst: the archive writer was closed (after a failed archive its buffers are not reused)')
+    await expect(writer.write(new FsBackend(join(tmp, 'repo2')), 'x/1.tar.zst', [second], 'blake3', () => {})).rejects.toThrow('x/1.tar.zst: the archive writer was closed (after a failed archive its buffers are not reused)')
     await second.handle.close()
   })
 })

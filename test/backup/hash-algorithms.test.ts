@@ -5,7 +5,7 @@
  * algorithms, and every manifest is checked with its own.
  */
 import {execFileSync} from 'node:child_process'
-import {mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {cp, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -15,12 +15,12 @@ import {runBackup} from '../../src/lib/backup/backup.js'
 import {generateData} from '../../src/lib/engine/generate.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import type {Compression} from '../../src/lib/repo/compression.js'
-import {selfChecksum} from '../../src/lib/repo/manifest.js'
+import {selfChecksum, upgradeManifest} from '../../src/lib/repo/manifest.js'
 import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {runCli} from '../support/cli.js'
-import {blake3, type Json} from '../support/fixtures.js'
+import {blake3, type Json, repoRoot} from '../support/fixtures.js'
 
 const SEC = 1_000_000_000n
 const HOUR = 3600n * SEC
@@ -70,6 +70,17 @@ function toFormat1(m: Json): Json {
   return v1
 }
 
+/** A data dir and a repository holding one sha256 full backup of it (format 2 as written). */
+async function sha256FullBackup(prefix: string, episodes: number, seed: number) {
+  const root = await tmp(prefix)
+  const data = join(root, 'data')
+  await generateData({root: data, spaces: SPACES, episodes, seed, startNs: T0, windowNs: HOUR, fsync: false})
+  const repoDir = join(root, 'repo')
+  const repo = await Repository.init(new FsBackend(repoDir), ZSTD)
+  const full = await runBackup({repo, dataDir: data, type: 'full', spaces: [], compression: ZSTD, hashAlgorithm: 'sha256', lockWaitMs: 5000, reporter: quiet()})
+  return {root, data, repoDir, full, manifestPath: join(repoDir, 'backups', full.id, 'manifest.json')}
+}
+
 describe('hash algorithms', {timeout: 120_000}, () => {
   it('--hash sha256: the manifest says so, the sha256sum binary agrees with every object and file hash, and restore and level 3 pass', async () => {
     const root = await tmp('sha256')
@@ -99,30 +110,35 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     const r = await runCli(['restore', id, '--repo', repoDir, '--to', to])
     expect(r.code, r.stderr).toBe(0)
     expect(await walFiles(to)).toEqual(source)
+
+    // Without --hash an incremental keeps its chain's algorithm; a new full backup takes the default.
+    await generateData({root: data, spaces: SPACES, episodes: 10, seed: 4, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
+    const algorithmOf = async (args: string[]) => {
+      const run = await runCli([...args, '--data-dir', data, '--repo', repoDir, '--json'])
+      expect(run.code, run.stderr).toBe(0)
+      return JSON.parse(await readFile(join(repoDir, 'backups', JSON.parse(run.stdout).id, 'manifest.json'), 'utf8')).hashAlgorithm
+    }
+    expect(await algorithmOf(['backup', 'incremental'])).toBe('sha256')
+    expect(await algorithmOf(['backup', 'full'])).toBe('blake3')
   })
 
   it('a format-1 repository restores and verifies; a BLAKE3 incremental on it stores only new bytes; the mixed chain restores byte for byte; damage is found with sha256 in the old objects', async () => {
-    const root = await tmp('v1')
-    const data = join(root, 'data')
-    await generateData({root: data, spaces: SPACES, episodes: 150, seed: 11, startNs: T0, windowNs: HOUR, fsync: false})
-    const repoDir = join(root, 'repo')
-    const first = await Repository.init(new FsBackend(repoDir), ZSTD)
-    const full = await runBackup({repo: first, dataDir: data, type: 'full', spaces: [], compression: ZSTD, hashAlgorithm: 'sha256', lockWaitMs: 5000, reporter: quiet()})
-    const manifestPath = join(repoDir, 'backups', full.id, 'manifest.json')
+    const {root, data, repoDir, full, manifestPath} = await sha256FullBackup('v1', 150, 11)
     await writeFile(manifestPath, `${JSON.stringify(toFormat1(JSON.parse(await readFile(manifestPath, 'utf8'))), null, 2)}\n`)
 
     const repo = await Repository.open(new FsBackend(repoDir))
     const old = await repo.manifest(full.id)
     expect([old.format, old.hashAlgorithm]).toEqual(['engram-ops-backup/1', 'sha256'])
-    const l3 = await verifyBackup(repo, full.id, 3, quiet())
-    expect(l3.findings).toEqual([])
-    expect(l3.ok).toBe(true)
+    const l4 = await verifyBackup(repo, full.id, 4, quiet())
+    expect(l4.findings).toEqual([])
+    expect(l4.ok).toBe(true)
+    expect(l4.checked.samples).toBeGreaterThan(0)
 
     // Appended records, then an incremental with the default hash on the format-1 parent.
     const before = await walFiles(data)
     await generateData({root: data, spaces: SPACES, episodes: 40, seed: 12, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
     const after = await walFiles(data)
-    const incr = await runBackup({repo, dataDir: data, type: 'incremental', spaces: [], compression: ZSTD, lockWaitMs: 5000, reporter: quiet()})
+    const incr = await runBackup({repo, dataDir: data, type: 'incremental', spaces: [], compression: ZSTD, hashAlgorithm: 'blake3', lockWaitMs: 5000, reporter: quiet()})
     expect([incr.type, incr.parent]).toEqual(['incremental', full.id])
     const m = await repo.manifest(incr.id)
     expect([m.format, m.hashAlgorithm]).toEqual(['engram-ops-backup/2', 'blake3'])
@@ -141,8 +157,10 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     const r = await runCli(['restore', incr.id, '--repo', repoDir, '--to', to])
     expect(r.code, r.stderr).toBe(0)
     expect(await walFiles(to)).toEqual(after)
-    const mixed = await verifyBackup(repo, incr.id, 3, quiet())
+    // Level 4 checks samples of both manifests, each with its algorithm.
+    const mixed = await verifyBackup(repo, incr.id, 4, quiet())
     expect(mixed.findings).toEqual([])
+    expect(mixed.checked.samples).toBeGreaterThan(l4.checked.samples)
 
     // A flipped byte in the format-1 object is found at level 2, by its sha256.
     const objectPath = join(repoDir, ...old.spaces[0].archive!.key.split('/'))
@@ -151,5 +169,53 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     await writeFile(objectPath, bytes)
     const l2 = await verifyBackup(repo, incr.id, 2, quiet())
     expect(l2.findings).toEqual([{backup: incr.id, level: 2, object: old.spaces[0].archive!.key, problem: expect.stringMatching(/^sha256 [0-9a-f]{64} does not match the manifest's [0-9a-f]{64}$/)}])
+  })
+
+  it('a manifest from a newer version is refused as such (not as damage); a format-1 manifest missing a hash is damage; upgrading is idempotent', async () => {
+    const {repoDir, full, manifestPath} = await sha256FullBackup('formats', 20, 5)
+    const stored = JSON.parse(await readFile(manifestPath, 'utf8'))
+    const reseal = (m: Json) => ({...m, checksum: selfChecksum(m)})
+    const read = async (m: Json) => {
+      await writeFile(manifestPath, JSON.stringify(m))
+      return (await Repository.open(new FsBackend(repoDir))).manifest(full.id)
+    }
+    for (const newer of [reseal({...stored, format: 'engram-ops-backup/3'}), reseal({...stored, hashAlgorithm: 'blake7'})]) {
+      await expect(read(newer)).rejects.toMatchObject({code: 'MANIFEST_UNSUPPORTED', exitCode: 10, message: expect.stringContaining(`backup ${full.id} was written by a newer engram-ops`)})
+    }
+    const v1 = toFormat1(stored)
+    const upgraded = await read(v1)
+    expect(upgradeManifest(upgraded)).toEqual(upgraded)
+    expect(upgraded.spaces.map((s) => s.archive!.hash)).toEqual(stored.spaces.map((s: Json) => s.archive.hash))
+    const broken = structuredClone(v1)
+    delete broken.spaces[1].files[0].tailSha256
+    await expect(read(reseal(broken))).rejects.toMatchObject({code: 'MANIFEST_CORRUPT', message: `manifest of backup ${full.id} (format 1) has no tailSha256 for ${broken.spaces[1].files[0].entry}`})
+  })
+})
+
+describe('a repository written by engram-ops before format 2 (vendored, test/fixtures/format1-repo)', {timeout: 120_000}, () => {
+  it('lists, restores byte for byte (sha256sum of the source), and verifies at level 4', async () => {
+    const root = await tmp('vendored')
+    const repoDir = join(root, 'repo')
+    await cp(join(repoRoot, 'test', 'fixtures', 'format1-repo', 'repo'), repoDir, {recursive: true})
+    const expected = (await readFile(join(repoRoot, 'test', 'fixtures', 'format1-repo', 'source.sha256'), 'utf8')).trim().split('\n')
+
+    const list = await runCli(['backup', 'list', '--repo', repoDir, '--json'])
+    expect(list.code, list.stderr).toBe(0)
+    const listed = JSON.parse(list.stdout)
+    expect(listed.backups.map((b: Json) => [b.type, b.records, b.label])).toEqual([['full', 36, 'format-1'], ['incremental', 10, null]])
+    expect(listed.incomplete).toEqual([])
+
+    const to = join(root, 'restored')
+    const r = await runCli(['restore', '--latest', '--repo', repoDir, '--to', to])
+    expect(r.code, r.stderr).toBe(0)
+    const restored = expected.map((line) => `${sha256sum(join(to, line.split(/\s+/)[1]))}  ${line.split(/\s+/)[1]}`)
+    expect(restored).toEqual(expected)
+
+    const repo = await Repository.open(new FsBackend(repoDir))
+    const latest = await repo.manifest(listed.backups[1].id)
+    expect([latest.format, latest.hashAlgorithm, latest.chain.length]).toEqual(['engram-ops-backup/1', 'sha256', 2])
+    const v = await verifyBackup(repo, latest.id, 4, quiet())
+    expect(v.findings).toEqual([])
+    expect(v.checked.samples).toBeGreaterThan(0)
   })
 })

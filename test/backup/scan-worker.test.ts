@@ -9,8 +9,9 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {INLINE_SCAN_BYTES} from '../../src/lib/backup/scan-client.js'
+import {WalFileReader} from '../../src/lib/engine/reader.js'
 import {runCli} from '../support/cli.js'
-import {blake3, type Json} from '../support/fixtures.js'
+import {blake3, type Json, sha256} from '../support/fixtures.js'
 
 
 let tmp: string
@@ -65,5 +66,28 @@ describe('pass 1 in the worker thread', () => {
     }
     const v = await runCli(['backup', 'verify', id, '--level', '3', '--repo', repo, '--json'])
     expect(v.code, v.stdout + v.stderr).toBe(0)
+  })
+
+  it('--hash sha256 reaches the worker: every file, head, tail and sample hash is sha256', {timeout: 120_000}, async () => {
+    const repo = join(tmp, 'repo-sha256')
+    expect((await runCli(['repo', 'init', '--repo', repo])).code).toBe(0)
+    const b = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo, '--hash', 'sha256', '--json'])
+    expect(b.code, b.stderr).toBe(0)
+    const manifest = JSON.parse((await runCli(['backup', 'show', JSON.parse(b.stdout).id, '--repo', repo, '--json'])).stdout).manifest
+    expect(manifest.hashAlgorithm).toBe('sha256')
+    for (const sp of manifest.spaces as Json[]) {
+      for (const f of sp.files as Json[]) {
+        const bytes = await readFile(join(data, sp.space, 'wal', f.name))
+        expect([f.hash, f.headHash, f.tailHash]).toEqual([sha256(bytes), sha256(bytes.subarray(0, 4096)), sha256(bytes.subarray(Number(f.tailOffset)))])
+      }
+      // Samples: the sha256 of the sampled record's payload, read back from the source.
+      for (const s of sp.samples as Json[]) {
+        const path = join(data, sp.space, 'wal', s.file)
+        let payload: Uint8Array | undefined
+        // Copied: a record's payload is a view of the reader's window, which moves on.
+        for await (const r of new WalFileReader(path).records()) if (r.offset === s.offset) payload = Buffer.from(r.payload!)
+        expect(sha256(payload!)).toBe(s.payloadHash)
+      }
+    }
   })
 })

@@ -146,7 +146,6 @@ export class ArchiveWriter {
 
   constructor(
     private readonly compression: Compression,
-    private readonly hashAlgorithm: HashAlgorithm,
     archives = 1,
   ) {
     this.pool = new Pool<Buffer>(Array.from({length: FRAME_CONCURRENCY + archives}, () => Buffer.allocUnsafe(FRAME_SIZE)))
@@ -154,12 +153,12 @@ export class ArchiveWriter {
     this.compressors = new Pool(this.compressorList)
   }
 
-  async write(backend: RepositoryBackend, key: string, entries: ArchiveEntry[], onBytes: (n: number) => void, signal?: AbortSignal): Promise<WrittenArchive> {
+  async write(backend: RepositoryBackend, key: string, entries: ArchiveEntry[], hashAlgorithm: HashAlgorithm, onBytes: (n: number) => void, signal?: AbortSignal): Promise<WrittenArchive> {
     if (this.closed) throw new Error(`${key}: the archive writer was closed (after a failed archive its buffers are not reused)`)
     signal?.throwIfAborted() // the listener below only hears aborts from now on
     let uncompressedSize = 0
     let size = 0
-    const hash = createHasher(this.hashAlgorithm)
+    const hash = createHasher(hashAlgorithm)
     const body = new PassThrough({highWaterMark: 1024 * 1024})
     const abort = new AbortController()
     const onAbort = () => abort.abort(signal?.reason)

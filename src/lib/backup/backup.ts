@@ -13,7 +13,7 @@ import {open} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {resolve} from 'node:path'
 
-import {DEFAULT_HASH_ALGORITHM, type HashAlgorithm} from '../digest.js'
+import {DEFAULT_HASH_ALGORITHM, ensureHashAlgorithm, type HashAlgorithm} from '../digest.js'
 import {nowNs} from '../engine/datetime.js'
 import {assertDataDir} from '../engine/layout.js'
 import {fsError} from '../errors.js'
@@ -47,7 +47,10 @@ export interface BackupOptions {
   type: 'full' | 'incremental'
   spaces: string[]
   compression: Compression
-  /** The hash recorded of every capture and object (default DEFAULT_HASH_ALGORITHM). */
+  /**
+   * The hash recorded of every capture and object. Default: an incremental keeps its parent's (a
+   * chain does not change algorithm behind a cron job's back), a full backup uses DEFAULT_HASH_ALGORITHM.
+   */
   hashAlgorithm?: HashAlgorithm
   label?: string
   lockWaitMs: number
@@ -171,8 +174,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
   const written: string[] = []
   const handles: OpenSource[] = []
   const scanner = new Scanner()
-  const hashAlgorithm = o.hashAlgorithm ?? DEFAULT_HASH_ALGORITHM
-  const archiver = new ArchiveWriter(o.compression, hashAlgorithm, ARCHIVES_IN_FLIGHT)
+  const archiver = new ArchiveWriter(o.compression, ARCHIVES_IN_FLIGHT)
   // Scans ahead and archives in flight stop on the caller's signal, or on the first failure.
   const stop = new AbortController()
   const stopped = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal
@@ -207,6 +209,8 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       }
     }
     const parent = parentChain.at(-1) ?? null
+    const hashAlgorithm = o.hashAlgorithm ?? parent?.hashAlgorithm ?? DEFAULT_HASH_ALGORITHM
+    ensureHashAlgorithm(hashAlgorithm) // before any work: BLAKE3 may be missing on this platform
     const id = backupId(type, started, randomBytes(3).toString('hex'))
     // Engram stamps a record when it is created and writes it up to ~10 ms later (a batch, then
     // fsync). The snapshot time this backup vouches for (PITR relies on it) is therefore set a margin
@@ -297,6 +301,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
           o.repo.backend,
           key,
           captures.map((c) => c.entry),
+          hashAlgorithm,
           (n) => {
             done += n
             o.reporter.progress({phase: `backup ${spaceId}`, done, unit: 'bytes'})

@@ -5,6 +5,7 @@
 import {createHash} from 'node:crypto'
 
 import type {HashAlgorithm} from '../digest.js'
+import {IntegrityError} from '../errors.js'
 
 /**
  * Format 2 names its hash algorithm (`hashAlgorithm`) and calls its digests `hash`, `headHash`,
@@ -106,17 +107,29 @@ export function selfChecksum(doc: {checksum: string}): string {
 /**
  * A manifest as read, in the current shape: format 1 (sha256, `sha256`-named fields) gets
  * `hashAlgorithm: 'sha256'` and the field names of format 2. Its `format` and `checksum` stay as
- * stored, so the checksum is of the stored text, which the caller has already verified.
+ * stored (the checksum is of the stored text, which the caller has verified). Idempotent: a manifest
+ * that already names its algorithm is returned as it is.
  */
 export function upgradeManifest(m: Manifest): Manifest {
-  if (m.format !== MANIFEST_FORMAT_1) return m
+  if (m.format !== MANIFEST_FORMAT_1 || m.hashAlgorithm !== undefined) return m
+  const need = (value: unknown, what: string): string => {
+    if (typeof value !== 'string') {
+      throw new IntegrityError(`manifest of backup ${m.id} (format 1) has no ${what}`, {code: 'MANIFEST_CORRUPT', subject: m.id, suggestion: 'The backup cannot be trusted; take a new full backup.'})
+    }
+    return value
+  }
   type V1File = FileCapture & {sha256?: string; headSha256?: string; tailSha256?: string}
   type V1Space = Omit<SpaceCapture, 'archive' | 'samples'> & {archive: (NonNullable<SpaceCapture['archive']> & {sha256?: string}) | null; samples: Array<SpaceCapture['samples'][number] & {payloadSha256?: string}>}
   const spaces = (m.spaces as unknown as V1Space[]).map((sp) => ({
     ...sp,
-    archive: sp.archive ? {key: sp.archive.key, size: sp.archive.size, hash: sp.archive.sha256!, uncompressedSize: sp.archive.uncompressedSize} : null,
-    files: (sp.files as V1File[]).map(({sha256, headSha256, tailSha256, ...f}) => ({...f, hash: sha256!, headHash: headSha256!, tailHash: tailSha256!})),
-    samples: sp.samples.map(({payloadSha256, ...s}) => ({...s, payloadHash: payloadSha256!})),
+    archive: sp.archive ? {key: sp.archive.key, size: sp.archive.size, hash: need(sp.archive.sha256, `sha256 for ${sp.archive.key}`), uncompressedSize: sp.archive.uncompressedSize} : null,
+    files: (sp.files as V1File[]).map(({sha256, headSha256, tailSha256, ...f}) => ({
+      ...f,
+      hash: need(sha256, `sha256 for ${f.entry}`),
+      headHash: need(headSha256, `headSha256 for ${f.entry}`),
+      tailHash: need(tailSha256, `tailSha256 for ${f.entry}`),
+    })),
+    samples: sp.samples.map(({payloadSha256, ...s}) => ({...s, payloadHash: need(payloadSha256, `payloadSha256 for sample ${s.id}`)})),
   }))
   return {...m, hashAlgorithm: 'sha256', spaces}
 }

@@ -4,6 +4,7 @@
  */
 import {randomBytes, randomUUID} from 'node:crypto'
 
+import {isHashAlgorithm} from '../digest.js'
 import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
 import {EncryptedBackend, type EncryptionConfig, unwrapKey, wrapKey} from './crypto.js'
@@ -200,11 +201,21 @@ export class Repository {
     } catch (error) {
       throw new IntegrityError(`manifest of backup ${id} is not valid JSON`, {code: 'MANIFEST_CORRUPT', subject: manifestKey(id), cause: error, suggestion: 'The backup cannot be trusted; take a new full backup.'})
     }
-    if ((m.format !== MANIFEST_FORMAT && m.format !== MANIFEST_FORMAT_1) || m.id !== id || selfChecksum(m) !== m.checksum) {
+    if (m.id !== id || selfChecksum(m) !== m.checksum) {
       throw new IntegrityError(`manifest of backup ${id} fails its checksum`, {
         code: 'MANIFEST_CORRUPT',
         subject: manifestKey(id),
         suggestion: 'The backup cannot be trusted; take a new full backup and prune this one.',
+      })
+    }
+    // A manifest this version cannot read is not a damaged one: say so, so nobody prunes a good backup.
+    const readable = m.format === MANIFEST_FORMAT ? isHashAlgorithm(m.hashAlgorithm) : m.format === MANIFEST_FORMAT_1
+    if (!readable) {
+      throw new OpsError(`backup ${id} was written by a newer engram-ops (manifest format ${JSON.stringify(m.format)}${m.format === MANIFEST_FORMAT ? `, hash ${JSON.stringify(m.hashAlgorithm)}` : ''}); this version reads ${MANIFEST_FORMAT_1} and ${MANIFEST_FORMAT}`, {
+        code: 'MANIFEST_UNSUPPORTED',
+        exit: ExitCode.configInvalid,
+        subject: manifestKey(id),
+        suggestion: 'Upgrade engram-ops to the version that wrote this backup, or newer.',
       })
     }
     this.manifests.set(id, text)
