@@ -1,8 +1,8 @@
 /**
- * Hashes (BLAKE3 or sha256, see digest.ts) computed on another thread. Hashes run on the thread that
- * calls them, and a restore hashes every byte twice (each object as stored, each file as restored):
- * 1.9 GiB for a 1 GiB data directory, with sha256 about 1.2 s of a main thread that was the restore's
- * bottleneck while the second core waited. Here the bytes are copied into transferable blocks (a copy costs a tenth of hashing them),
+ * Hashes computed on another thread, for restores of sha256 backups (BLAKE3 is hashed inline: see
+ * WORKER_HASH_BYTES). Hashes run on the thread that calls them, and a restore hashes every byte twice
+ * (each object as stored, each file as restored): 1.9 GiB for a 1 GiB data directory, with sha256
+ * about 1.2 s of a main thread that was the restore's bottleneck while the second core waited. Here the bytes are copied into transferable blocks (a copy costs a tenth of hashing them),
  * sent in order to a worker that keeps one hash per stream, and the blocks come back for reuse; at most
  * BLOCKS blocks are out at a time, so memory stays bounded whatever the data size.
  */
@@ -167,7 +167,10 @@ export class WorkerHashes implements HashSource {
   }
 }
 
-/** Jobs smaller than this hash on the calling thread (a worker takes ~20 ms to start). */
+/**
+ * Jobs smaller than this hash on the calling thread (a worker takes ~20 ms to start). Callers count
+ * only sha256 bytes: BLAKE3 is fast enough that copying to the worker costs more than it saves.
+ */
 export const WORKER_HASH_BYTES = 32 * 1024 * 1024
 
 export function hashSource(expectedBytes: number): HashSource {

@@ -803,7 +803,7 @@ describe('restore safety', {timeout: 180_000}, () => {
   })
 })
 
-describe('restore of a chain large enough to hash in a worker thread', {timeout: 180_000}, () => {
+describe('restore of a sha256 chain large enough to hash in a worker thread', {timeout: 180_000}, () => {
   it('is byte-identical; a flipped byte in an archive fails it (exit 15) and leaves the target as it was', async () => {
     const root = await tmp('hashworker')
     const data = join(root, 'data')
@@ -811,10 +811,12 @@ describe('restore of a chain large enough to hash in a worker thread', {timeout:
     // ~3.3 KiB per episode: about 20 MiB of WAL, so object and file bytes together pass WORKER_HASH_BYTES.
     await generateData({root: data, spaces: ['alpha', 'beta'], episodes: 3000, seed: 41, startNs: T0, windowNs: HOUR, fsync: false})
     const repo = await newRepo(repoDir, {codec: 'zstd', level: 1})
-    await backup(repo, data, 'full')
+    // sha256 goes to the worker (BLAKE3 is hashed inline); the incremental keeps its parent's algorithm.
+    await backup(repo, data, 'full', {hashAlgorithm: 'sha256'})
     await generateData({root: data, spaces: ['alpha'], episodes: 300, seed: 42, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
     const inc = await backup(repo, data, 'incremental')
     const chain = await repo.chain(inc.result.id)
+    expect(chain.map((m) => m.hashAlgorithm)).toEqual(['sha256', 'sha256'])
     const hashed = chain.flatMap((m) => m.spaces).reduce((a, s) => a + (s.archive ? s.archive.size + s.archive.uncompressedSize : 0), 0)
     expect(hashed).toBeGreaterThanOrEqual(WORKER_HASH_BYTES)
     const to = join(root, 'restored')
