@@ -27,8 +27,7 @@ export interface Hasher {
   digest(): string
 }
 
-/** The module that provides BLAKE3, resolved from here (the hash worker loads it by this path). */
-export const BLAKE3_MODULE = '@napi-rs/blake-hash'
+const BLAKE3_MODULE = '@napi-rs/blake-hash'
 
 type Blake3Module = {Blake3Hasher: new () => {update(data: Uint8Array): unknown; digest(format: 'hex'): string}}
 let blake3Module: Blake3Module | null = null
@@ -60,11 +59,11 @@ export function ensureHashAlgorithm(algorithm: HashAlgorithm): void {
 }
 
 export function createHasher(algorithm: HashAlgorithm): Hasher {
+  ensureHashAlgorithm(algorithm)
   if (algorithm === 'sha256') {
     const h = createHash('sha256')
     return {update: (data) => void h.update(data), digest: () => h.digest('hex')}
   }
-  if (algorithm !== 'blake3') throw new Error(`unknown hash algorithm ${JSON.stringify(algorithm)}`)
   const h = new (blake3().Blake3Hasher)()
   return {update: (data) => void h.update(data), digest: () => h.digest('hex')}
 }

@@ -1,15 +1,16 @@
 /**
- * Hashes computed on another thread, for restores of sha256 backups (BLAKE3 is hashed inline: see
- * WORKER_HASH_BYTES). Hashes run on the thread that calls them, and a restore hashes every byte twice
- * (each object as stored, each file as restored): 1.9 GiB for a 1 GiB data directory, with sha256
- * about 1.2 s of a main thread that was the restore's bottleneck while the second core waited. Here the bytes are copied into transferable blocks (a copy costs a tenth of hashing them),
- * sent in order to a worker that keeps one hash per stream, and the blocks come back for reuse; at most
- * BLOCKS blocks are out at a time, so memory stays bounded whatever the data size.
+ * sha256 computed on another thread, for restores of sha256 backups. Hashes run on the thread that
+ * calls them, and a restore hashes every byte twice (each object as stored, each file as restored):
+ * 1.9 GiB for a 1 GiB data directory, with sha256 about 1.2 s of a main thread that was the restore's
+ * bottleneck while the second core waited. BLAKE3 (~6 GB/s) is hashed on the calling thread even
+ * here: copying its bytes to the worker cost more than hashing them. The bytes are copied into
+ * transferable blocks (a copy costs a tenth of hashing them with sha256), sent in order to a worker
+ * that keeps one hash per stream, and the blocks come back for reuse; at most BLOCKS blocks are out
+ * at a time, so memory stays bounded whatever the data size.
  */
-import {createRequire} from 'node:module'
 import {Worker} from 'node:worker_threads'
 
-import {BLAKE3_MODULE, createHasher, ensureHashAlgorithm, type HashAlgorithm} from './digest.js'
+import {createHasher, type HashAlgorithm} from './digest.js'
 import {ExitCode, OpsError} from './errors.js'
 import {Pool} from './pool.js'
 
@@ -28,36 +29,30 @@ export interface HashSource {
 const BLOCK = 4 * 1024 * 1024
 const BLOCKS = 4
 
-// Plain CommonJS for an eval worker: no file to find next to the compiled module. The BLAKE3 module
-// is required, when first needed, by the path the main thread resolved (an eval worker resolves from
-// the working directory). An unknown algorithm throws, which ends the worker and fails every waiter.
+// Plain CommonJS for an eval worker: no file to find next to the compiled module, nothing to load.
 const WORKER_SOURCE = `
-const {parentPort, workerData} = require('node:worker_threads')
+const {parentPort} = require('node:worker_threads')
 const {createHash} = require('node:crypto')
 const hashes = new Map()
-const make = (algorithm) => {
-  if (algorithm === 'sha256') return createHash('sha256')
-  if (algorithm === 'blake3') return new (require(workerData.blake3Module).Blake3Hasher)()
-  throw new Error('unknown hash algorithm ' + JSON.stringify(algorithm))
-}
 parentPort.on('message', (m) => {
-  if (m.open !== undefined) {
-    hashes.set(m.open, make(m.algorithm))
-  } else if (m.block) {
+  if (m.block) {
     const bytes = new Uint8Array(m.block)
     for (let i = 0; i < m.segments.length; i += 3) {
-      hashes.get(m.segments[i]).update(bytes.subarray(m.segments[i + 1], m.segments[i + 2]))
+      const id = m.segments[i]
+      let h = hashes.get(id)
+      if (!h) hashes.set(id, (h = createHash('sha256')))
+      h.update(bytes.subarray(m.segments[i + 1], m.segments[i + 2]))
     }
     parentPort.postMessage({block: m.block}, [m.block])
   } else {
-    const h = hashes.get(m.digest)
+    const h = hashes.get(m.digest) ?? createHash('sha256')
     hashes.delete(m.digest)
     parentPort.postMessage({digest: m.digest, hex: h.digest('hex')})
   }
 })
 `
 
-/** Hashes on the calling thread: for small jobs, where starting a worker would cost more than it saves. */
+/** Hashes on the calling thread: BLAKE3, and small sha256 jobs, where a worker would cost more than it saves. */
 export class InlineHashes implements HashSource {
   create(algorithm: HashAlgorithm): StreamHash {
     const h = createHasher(algorithm)
@@ -78,15 +73,10 @@ export class WorkerHashes implements HashSource {
   private current: {bytes: Uint8Array; used: number; segments: number[]} | null = null
   private nextId = 0
   private failure: OpsError | null = null
+  private readonly inline = new InlineHashes()
 
   constructor() {
-    let blake3Module: string | null = null
-    try {
-      blake3Module = createRequire(import.meta.url).resolve(BLAKE3_MODULE)
-    } catch {
-      // Not installed for this platform: sha256 streams still work, BLAKE3 ones fail in the worker.
-    }
-    this.worker = new Worker(WORKER_SOURCE, {eval: true, workerData: {blake3Module}, resourceLimits: {maxYoungGenerationSizeMb: 2}})
+    this.worker = new Worker(WORKER_SOURCE, {eval: true, resourceLimits: {maxYoungGenerationSizeMb: 2}})
     this.worker.on('message', (m: {block?: ArrayBuffer; digest?: number; hex?: string}) => {
       if (m.block) this.blocks.release(m.block)
       else {
@@ -115,9 +105,8 @@ export class WorkerHashes implements HashSource {
   }
 
   create(algorithm: HashAlgorithm): StreamHash {
-    ensureHashAlgorithm(algorithm) // the same error as hashing inline, not a failed worker
+    if (algorithm !== 'sha256') return this.inline.create(algorithm)
     const id = this.nextId++
-    this.worker.postMessage({open: id, algorithm})
     return {update: (data) => this.update(id, data), digest: () => this.digest(id)}
   }
 

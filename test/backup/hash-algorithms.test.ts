@@ -5,7 +5,7 @@
  * algorithms, and every manifest is checked with its own.
  */
 import {execFileSync} from 'node:child_process'
-import {cp, mkdtemp, readdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {cp, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -20,6 +20,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {runCli} from '../support/cli.js'
+import {fileContents} from '../support/files.js'
 import {blake3, type Json, repoRoot} from '../support/fixtures.js'
 
 const SEC = 1_000_000_000n
@@ -43,12 +44,6 @@ const quiet = (): Reporter => ({warnings: [], info: () => {}, warn: () => {}, pr
 /** The sha256sum binary's digest of a file. */
 const sha256sum = (path: string) => execFileSync('sha256sum', [path]).toString().split(' ')[0]
 
-/** Every WAL file of a data dir: `space/file` -> its bytes. */
-async function walFiles(root: string): Promise<Map<string, Buffer>> {
-  const out = new Map<string, Buffer>()
-  for (const space of SPACES) for (const f of (await readdir(join(root, space, 'wal'))).sort()) out.set(`${space}/${f}`, await readFile(join(root, space, 'wal', f)))
-  return out
-}
 
 /** A format-2 sha256 manifest rewritten as engram-ops wrote it before format 2, sealed anew. */
 function toFormat1(m: Json): Json {
@@ -93,12 +88,12 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     const id = JSON.parse(b.stdout).id as string
     const m = JSON.parse(await readFile(join(repoDir, 'backups', id, 'manifest.json'), 'utf8'))
     expect([m.format, m.hashAlgorithm]).toEqual(['engram-ops-backup/2', 'sha256'])
-    const source = await walFiles(data)
+    const source = await fileContents(data)
     for (const sp of m.spaces) {
       expect(sp.archive.hash).toBe(sha256sum(join(repoDir, ...sp.archive.key.split('/'))))
       for (const f of sp.files) {
         // Whole files were captured (nothing was being written), so the file's sha256sum is the capture's.
-        expect([f.offset, f.length]).toEqual([0, source.get(`${sp.space}/${f.name}`)!.length])
+        expect([f.offset, f.length]).toEqual([0, source.get(`${sp.space}/wal/${f.name}`)!.length])
         expect(f.hash).toBe(sha256sum(join(data, sp.space, 'wal', f.name)))
       }
     }
@@ -109,7 +104,7 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     const to = join(root, 'restored')
     const r = await runCli(['restore', id, '--repo', repoDir, '--to', to])
     expect(r.code, r.stderr).toBe(0)
-    expect(await walFiles(to)).toEqual(source)
+    expect(await fileContents(to)).toEqual(source)
 
     // Without --hash an incremental keeps its chain's algorithm; a new full backup takes the default.
     await generateData({root: data, spaces: SPACES, episodes: 10, seed: 4, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
@@ -135,9 +130,9 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     expect(l4.checked.samples).toBeGreaterThan(0)
 
     // Appended records, then an incremental with the default hash on the format-1 parent.
-    const before = await walFiles(data)
+    const before = await fileContents(data)
     await generateData({root: data, spaces: SPACES, episodes: 40, seed: 12, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
-    const after = await walFiles(data)
+    const after = await fileContents(data)
     const incr = await runBackup({repo, dataDir: data, type: 'incremental', spaces: [], compression: ZSTD, hashAlgorithm: 'blake3', lockWaitMs: 5000, reporter: quiet()})
     expect([incr.type, incr.parent]).toEqual(['incremental', full.id])
     const m = await repo.manifest(incr.id)
@@ -148,7 +143,7 @@ describe('hash algorithms', {timeout: 120_000}, () => {
       expect(sp.rewritten).toEqual([])
       expect(sp.files.length).toBe(1)
       const f = sp.files[0]
-      const key = `${sp.space}/${f.name}`
+      const key = `${sp.space}/wal/${f.name}`
       expect([f.offset, f.end]).toEqual([before.get(key)!.length, after.get(key)!.length])
       expect(f.hash).toBe(blake3(after.get(key)!.subarray(f.offset)))
     }
@@ -156,7 +151,7 @@ describe('hash algorithms', {timeout: 120_000}, () => {
     const to = join(root, 'restored')
     const r = await runCli(['restore', incr.id, '--repo', repoDir, '--to', to])
     expect(r.code, r.stderr).toBe(0)
-    expect(await walFiles(to)).toEqual(after)
+    expect(await fileContents(to)).toEqual(after)
     // Level 4 checks samples of both manifests, each with its algorithm.
     const mixed = await verifyBackup(repo, incr.id, 4, quiet())
     expect(mixed.findings).toEqual([])

@@ -171,15 +171,15 @@ export class Repository {
   }
 
   /**
-   * Verified manifests by id, as the JSON read (parsed anew for each caller, who may change it). A
-   * manifest never changes once written, and one command reads the same ones several times: a backup
-   * reads them to find its parent, then walks the parent's chain.
+   * Verified manifests by id, as JSON in the current shape (format 1 upgraded once, when read; parsed
+   * anew for each caller, who may change it). A manifest never changes once written, and one command
+   * reads the same ones several times: a backup reads them to find its parent, then walks the chain.
    */
   private readonly manifests = new Map<string, string>()
 
   async manifest(id: string): Promise<Manifest> {
     const known = this.manifests.get(id)
-    if (known !== undefined) return upgradeManifest(JSON.parse(known) as Manifest)
+    if (known !== undefined) return JSON.parse(known) as Manifest
     let raw: Buffer
     try {
       raw = await readAll(await this.backend.get(manifestKey(id)))
@@ -218,8 +218,9 @@ export class Repository {
         suggestion: 'Upgrade engram-ops to the version that wrote this backup, or newer.',
       })
     }
-    this.manifests.set(id, text)
-    return upgradeManifest(m)
+    const current = upgradeManifest(m)
+    this.manifests.set(id, current === m ? text : JSON.stringify(current))
+    return current
   }
 
   async writeManifest(m: Manifest): Promise<void> {
