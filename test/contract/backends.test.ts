@@ -79,4 +79,19 @@ describe('FsBackend specifics', () => {
     const other = new FsBackend(join(dir, 'repo'))
     expect(await readAll(await other.get('k'))).toEqual(Buffer.from('shared'))
   })
+
+  it('a put beside deletes that empty its directory succeeds (delete removes emptied directories)', async () => {
+    // A new lease written while a waiter deletes the stale one (and an absent guard): before puts made
+    // their directory again, nearly every round failed with ENOENT from mkdir or open.
+    const {backend} = await fresh()
+    const failures: unknown[] = []
+    for (let round = 0; round < 200; round++) {
+      await backend.put('locks/old', Buffer.from('stale'))
+      const results = await Promise.allSettled([backend.delete(['locks/old']), backend.put('locks/new', Buffer.from(`lease ${round}`), {ifAbsent: true}), backend.delete(['locks/guard'])])
+      for (const r of results) if (r.status === 'rejected') failures.push(r.reason)
+      expect(await readAll(await backend.get('locks/new'))).toEqual(Buffer.from(`lease ${round}`))
+      await backend.delete(['locks/new'])
+    }
+    expect(failures).toEqual([])
+  })
 })

@@ -42,7 +42,7 @@ export interface RepositoryBackend {
   put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo>
   delete(keys: readonly string[]): Promise<void>
   close(): Promise<void>
-  /** Removes leftovers of interrupted puts older than `olderThanMs`, where a backend can have any. */
+  /** Removes leftovers of interrupted puts older than `olderThanMs` (0: all of them), where a backend can have any. */
   sweepTemporaries?(olderThanMs: number): Promise<number>
   /** Bytes free where objects are stored, where the backend can tell (a filesystem). */
   freeSpace?(): Promise<number | null>

@@ -5,7 +5,7 @@
  */
 import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {link, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink} from 'node:fs/promises'
+import {type FileHandle, link, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink} from 'node:fs/promises'
 import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -35,6 +35,24 @@ async function fsyncDir(dir: string): Promise<void> {
     await fh.sync()
   } finally {
     await fh.close()
+  }
+}
+
+/**
+ * Creates `tmp` (exclusive, 0600) and its directory. `delete` removes directories it empties, so a
+ * concurrent delete of the last object beside `tmp` can remove the directory between the mkdir and
+ * the open, or inside the mkdir (Node's recursive mkdir then fails with ENOENT). A put of a new lease
+ * beside the deletion of a stale one hit this. Both steps are then tried again; once `tmp` exists,
+ * the directory is not empty and stays.
+ */
+async function createTemporary(tmp: string): Promise<FileHandle> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await mkdir(dirname(tmp), {recursive: true})
+      return await open(tmp, 'wx', 0o600)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 5) throw error
+    }
   }
 }
 
@@ -120,8 +138,7 @@ export class FsBackend implements RepositoryBackend {
     const path = this.path(key)
     const tmp = `${path}${TMP_MARK}${randomBytes(6).toString('hex')}`
     try {
-      await mkdir(dirname(path), {recursive: true})
-      const fh = await open(tmp, 'wx', 0o600)
+      const fh = await createTemporary(tmp)
       const early = new EarlyWriteback(fh)
       try {
         const writeAll = async (chunk: Buffer) => {
@@ -218,7 +235,9 @@ export class FsBackend implements RepositoryBackend {
         if (e.isDirectory()) await walk(p)
         else if (e.name.includes(TMP_MARK)) {
           const st = await stat(p).catch(() => null)
-          if (st && Date.now() - st.mtimeMs > olderThanMs) {
+          // 0 means every one: mtimeMs has sub-millisecond precision and Date.now() does not, so a
+          // file written this millisecond can look younger than 0 ms (the sweep's test failed once).
+          if (st && (olderThanMs <= 0 || Date.now() - st.mtimeMs > olderThanMs)) {
             await rm(p, {force: true})
             removed++
             emptied.add(dir)
