@@ -11,7 +11,7 @@ import {Readable} from 'node:stream'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {BackendError, readAll, type RepositoryBackend} from '../../src/lib/repo/backend.js'
+import {BackendError, openObjectReader, readAll, type RepositoryBackend} from '../../src/lib/repo/backend.js'
 
 export interface BackendFixture {
   backend: RepositoryBackend
@@ -159,6 +159,40 @@ export function describeBackendContract(name: string, makeBackend: BackendFactor
         await expect(getAll(b, 'r/obj', range)).rejects.toThrow(/range/i)
       }
       expect(sha(await getAll(b, 'r/obj'))).toBe(sha(data))
+    })
+
+    it('openObjectReader reads an object in order into the caller\'s buffer, in reads of any size, then 0', async () => {
+      const b = await fresh()
+      const data = pseudoRandomBytes(3 * MiB + 4321, 5)
+      await b.put('o/obj', chunked(data))
+      const reader = await openObjectReader(b, 'o/obj')
+      const back = Buffer.alloc(data.length + 10)
+      let at = 0
+      // Odd sizes, a 1-byte read, and reads larger than any chunk a backend serves.
+      for (const size of [1, 4097, 2 * MiB + 3, 65_536, 3 * MiB]) {
+        const n = await reader.read(back, at, Math.min(size, back.length - at))
+        expect(n).toBeGreaterThan(0)
+        expect(n).toBeLessThanOrEqual(size)
+        at += n
+        if (at === data.length) break
+      }
+      while (at < data.length) {
+        const n = await reader.read(back, at, back.length - at)
+        expect(n).toBeGreaterThan(0)
+        at += n
+      }
+      expect(await reader.read(back, at, 10)).toBe(0)
+      expect(at).toBe(data.length)
+      expect(sha(back.subarray(0, at))).toBe(sha(data))
+      await reader.close()
+      await reader.close()
+      // An empty object ends at once.
+      await b.put('o/empty', Buffer.alloc(0))
+      const empty = await openObjectReader(b, 'o/empty')
+      expect(await empty.read(back, 0, 100)).toBe(0)
+      await empty.close()
+      await expectBackendError(openObjectReader(b, 'o/missing'), 'not-found')
+      await expectBackendError(openObjectReader(b, 'o'), 'not-found')
     })
 
     it('stat returns null for a missing key and for a key that is only a prefix of others', async () => {

@@ -38,6 +38,11 @@ export interface RepositoryBackend {
   stat(key: string): Promise<ObjectInfo | null>
   list(prefix: string): AsyncIterable<ObjectInfo>
   get(key: string, options?: GetOptions): Promise<Readable>
+  /**
+   * Reads an object from its start into buffers the caller owns, where the backend can do that
+   * without a buffer of its own per chunk (a file). Optional: `openObjectReader` falls back to `get`.
+   */
+  openReader?(key: string, options?: {signal?: AbortSignal}): Promise<ObjectReader>
   /** Streams `body` into `key` atomically and returns what was stored. */
   put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo>
   delete(keys: readonly string[]): Promise<void>
@@ -67,6 +72,45 @@ export class BackendError extends OpsError {
   constructor(kind: BackendErrorKind, message: string, o: {subject?: string; suggestion?: string; cause?: unknown} = {}) {
     super(message, {code: `BACKEND_${kind.toUpperCase().replace('-', '_')}`, exit: EXIT_FOR_KIND[kind], ...o})
     this.kind = kind
+  }
+}
+
+/** An object read in order into the caller's buffers. */
+export interface ObjectReader {
+  /** Reads up to `length` bytes into `dst` at `offset`; resolves with how many, 0 at the end of the object. */
+  read(dst: Uint8Array, offset: number, length: number): Promise<number>
+  /** Releases the object; safe to call more than once, also after a failed read. */
+  close(): Promise<void>
+}
+
+/**
+ * Opens `key` for reading into the caller's buffers: through the backend's own reader where it has
+ * one, else by copying from the chunks of `get`. Why it matters: every chunk a stream hands out is a
+ * new Buffer, and V8 frees Buffer memory only in a full garbage collection, which it starts for every
+ * few dozen MiB of it. A 1 GiB restore read 0.9 GiB of objects that way; with the frame decompression
+ * output (see zstdUnframes) that made 60 full collections, a fifth of the process's CPU time.
+ */
+export async function openObjectReader(backend: RepositoryBackend, key: string, options: {signal?: AbortSignal} = {}): Promise<ObjectReader> {
+  if (backend.openReader) return backend.openReader(key, options)
+  const stream = await backend.get(key, {signal: options.signal})
+  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>
+  let chunk: Buffer = Buffer.alloc(0)
+  let ended = false
+  return {
+    async read(dst, offset, length) {
+      while (chunk.length === 0 && !ended) {
+        const r = await it.next()
+        if (r.done) ended = true
+        else chunk = r.value
+      }
+      const n = Math.min(length, chunk.length)
+      chunk.copy(dst, offset, 0, n)
+      chunk = chunk.subarray(n)
+      return n
+    },
+    async close() {
+      stream.destroy()
+    },
   }
 }
 

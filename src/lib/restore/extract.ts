@@ -12,7 +12,8 @@ import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError, OpsError} from '../errors.js'
 import {type HashSource, hashSource} from '../hash-worker.js'
 import {EarlyWriteback} from '../writeback.js'
-import {zstdUnframes} from '../repo/compression.js'
+import {openObjectReader} from '../repo/backend.js'
+import {type ByteReader, zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import {readTar} from './tar-reader.js'
@@ -78,6 +79,16 @@ class PendingSyncs {
   }
 }
 
+/** An uncompressed archive's bytes, 1 MiB at a time. */
+async function* chunksOf(source: ByteReader): AsyncGenerator<Buffer> {
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(1024 * 1024)
+    const n = await source.read(chunk, 0, chunk.length)
+    if (n === 0) return
+    yield chunk.subarray(0, n)
+  }
+}
+
 /** Extracts one space's archive of one backup into `staging/<space>/wal/`. */
 async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, syncs: PendingSyncs, hashes: HashSource, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
   const sp = m.spaces.find((s) => s.space === space)!
@@ -93,15 +104,16 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
   // the output, and a flipped byte anywhere must fail the restore (measured by the integrity test).
   const objectHash = hashes.create(m.hashAlgorithm)
   let objectSize = 0
-  const body = await repo.backend.get(archive.key, {signal})
-  const hashing = async function* (src: AsyncIterable<Buffer>) {
-    for await (const c of src) {
-      await objectHash.update(c)
-      objectSize += c.length
-      yield c
-    }
+  const object = await openObjectReader(repo.backend, archive.key, {signal})
+  const hashed: ByteReader = {
+    async read(dst, offset, length) {
+      const n = await object.read(dst, offset, length)
+      await objectHash.update(dst.subarray(offset, offset + n))
+      objectSize += n
+      return n
+    },
   }
-  const bytes = m.compression.codec === 'zstd' ? zstdUnframes()(hashing(body)) : hashing(body)
+  const bytes = m.compression.codec === 'zstd' ? zstdUnframes()(hashed) : chunksOf(hashed)
   try {
     for await (const entry of readTar(bytes)) {
       signal?.throwIfAborted()
@@ -157,10 +169,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       // trailing zero blocks
     }
   } catch (error) {
-    await bytes.return(undefined).catch(() => {}) // close the object stream and the decompressor
-    // A decompressor that failed has already finished without closing its source, so the object
-    // stream would stay open (its file handle closed only by the GC): close it here in any case.
-    body.destroy()
+    await bytes.return(undefined).catch(() => {}) // stop the decompressor
     // Errors already classified (damage found, a backend failure, an interruption) keep their kind and exit code.
     if (error instanceof OpsError || (error as Error)?.name === 'AbortError') throw error
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} cannot be read: ${(error as Error).message}`, {
@@ -169,6 +178,8 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       suggestion: 'The archive is damaged; restore an older backup.',
       cause: error,
     })
+  } finally {
+    await object.close()
   }
   if (objectSize !== archive.size || (await objectHash.digest()) !== archive.hash) {
     throw new IntegrityError(`backup ${m.id}: archive ${archive.key} does not match its size and ${m.hashAlgorithm} in the manifest`, {

@@ -6,6 +6,9 @@
  * per-entry consumer it dropped data in our tests.) It reads only what we write: plain-file ustar
  * entries. Anything else is returned with its type so the caller can refuse it; a header whose
  * checksum fails or an archive that ends early is an error.
+ *
+ * An entry's body hands out views of the source's chunks, valid until the consumer asks for more: a
+ * source may free a chunk then (zstdUnframes does), so a consumer that keeps bytes must copy them.
  */
 export interface TarEntry {
   path: string
@@ -26,6 +29,9 @@ class ChunkReader {
 
   private async fill(n: number): Promise<boolean> {
     while (this.length < n && !this.done) {
+      // The source may free a chunk once the next one is asked for (zstdUnframes does): what is left
+      // of it (less than a block, as only headers and padding are gathered across chunks) is copied.
+      if (this.length > 0) this.buffered = [Buffer.concat(this.buffered, this.length)]
       const r = await this.it.next()
       if (r.done) this.done = true
       else if (r.value.length > 0) {

@@ -11,7 +11,7 @@ import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {EarlyWriteback} from '../../writeback.js'
-import {BackendError, type GetOptions, type ObjectInfo, type PutOptions, type RepositoryBackend} from '../backend.js'
+import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type PutOptions, type RepositoryBackend} from '../backend.js'
 
 const TMP_MARK = '.tmp-'
 
@@ -112,15 +112,20 @@ export class FsBackend implements RepositoryBackend {
     yield* out
   }
 
+  /** Opens an object's file; a key that is only a prefix of other keys (a directory here) is no object, as stat() says. */
+  private async openObject(path: string): Promise<FileHandle> {
+    const fh = await open(path, 'r')
+    if (!(await fh.stat()).isFile()) {
+      await fh.close()
+      throw Object.assign(new Error('not a file'), {code: 'ENOENT'})
+    }
+    return fh
+  }
+
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const path = this.path(key)
     try {
-      const fh = await open(path, 'r')
-      if (!(await fh.stat()).isFile()) {
-        // A key that is only a prefix of other keys (a directory here) is no object, as stat() says.
-        await fh.close()
-        throw Object.assign(new Error('not a file'), {code: 'ENOENT'})
-      }
+      const fh = await this.openObject(path)
       const {offset = 0, length} = options.range ?? {}
       return createReadStream('', {
         fd: fh,
@@ -131,6 +136,31 @@ export class FsBackend implements RepositoryBackend {
       })
     } catch (error) {
       throw mapError(error, 'read', path)
+    }
+  }
+
+  async openReader(key: string, options: {signal?: AbortSignal} = {}): Promise<ObjectReader> {
+    const path = this.path(key)
+    let fh: FileHandle
+    try {
+      fh = await this.openObject(path)
+    } catch (error) {
+      throw mapError(error, 'read', path)
+    }
+    let position = 0
+    let closed: Promise<void> | null = null
+    return {
+      read: async (dst, offset, length) => {
+        options.signal?.throwIfAborted()
+        try {
+          const {bytesRead} = await fh.read(dst, offset, length, position)
+          position += bytesRead
+          return bytesRead
+        } catch (error) {
+          throw mapError(error, 'read', path)
+        }
+      },
+      close: () => (closed ??= fh.close().catch(() => {})),
     }
   }
 
