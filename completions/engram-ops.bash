@@ -27,8 +27,8 @@ repo:check --json --verbose --quiet --repo --passphrase-file --min-free --max-sk
 repo:info --json --verbose --quiet --repo --passphrase-file
 repo:init --json --verbose --quiet --repo --passphrase-file --compression --encryption
 repo:key:change --json --verbose --quiet --repo --passphrase-file --new-passphrase-file
-restore --json --verbose --quiet --repo --passphrase-file --to --space --yes --dry-run --latest
-restore:pitr --json --verbose --quiet --repo --passphrase-file --to --space --yes --dry-run --target-time --target-seq --target-exclusive
+restore --json --verbose --quiet --repo --passphrase-file --to --space --yes --dry-run --no-sync --latest
+restore:pitr --json --verbose --quiet --repo --passphrase-file --to --space --yes --dry-run --no-sync --target-time --target-seq --target-exclusive
 "
 
   function __trim_colon_commands()

@@ -11,6 +11,10 @@ export const restoreFlags = {
   space: Flags.string({char: 's', summary: 'Restore only this memory space (repeatable).', multiple: true}),
   yes: Flags.boolean({char: 'y', summary: 'Replace a non-empty target (its contents are moved aside, not deleted).'}),
   'dry-run': Flags.boolean({summary: 'Print the plan (chain, objects, bytes) and change nothing.'}),
+  'no-sync': Flags.boolean({
+    summary: 'Do not wait for the restored files to reach the disk (faster; not for production data).',
+    description: 'By default every restored file is fsynced before the restore reports success. With --no-sync the restore returns as soon as the files are written, which is faster, but a crash or power loss soon after can leave them incomplete. Meant for tests and scratch restores.',
+  }),
 }
 
 /** Rendering shared by `restore` and `restore pitr`. */

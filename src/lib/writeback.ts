@@ -13,9 +13,14 @@ export class EarlyWriteback {
   private running: Promise<void> = Promise.resolve()
   private error: unknown = null
 
-  constructor(private readonly fh: FileHandle) {}
+  /** `enabled` false (a restore with --no-sync) makes it do nothing. */
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly enabled = true,
+  ) {}
 
   wrote(n: number): void {
+    if (!this.enabled) return
     this.pending += n
     if (this.pending < WRITEBACK_EVERY) return
     this.pending = 0

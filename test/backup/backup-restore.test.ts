@@ -713,6 +713,33 @@ describe('restore safety', {timeout: 180_000}, () => {
     expect(await tree(target)).toEqual(dataTree)
   })
 
+  it('fsyncs every restored file before it reports success; --no-sync restores the same bytes without one', async () => {
+    // The FileHandle class is not exported: its prototype is taken from a handle.
+    const probe = await open(join(data, 'alpha', 'wal', (await readdir(join(data, 'alpha', 'wal')))[0]), 'r')
+    const proto = Object.getPrototypeOf(probe) as {sync: () => Promise<void>; datasync: () => Promise<void>}
+    await probe.close()
+    const syncs = vi.spyOn(proto, 'sync')
+    const datasyncs = vi.spyOn(proto, 'datasync')
+    try {
+      await restore(repo, join(root, 'synced'))
+      // One fsync per restored file and archive: 2 spaces, each with its file whole and then appended to.
+      expect(syncs.mock.calls.length).toBe(4)
+      syncs.mockClear()
+      datasyncs.mockClear()
+      await restore(repo, join(root, 'unsynced'), {sync: false})
+      expect(syncs.mock.calls.length).toBe(0)
+      expect(datasyncs.mock.calls.length).toBe(0)
+    } finally {
+      syncs.mockRestore()
+      datasyncs.mockRestore()
+    }
+    expect(await tree(join(root, 'synced'))).toEqual(dataTree)
+    expect(await tree(join(root, 'unsynced'))).toEqual(dataTree)
+    const out = await cli(['restore', '--latest', '--repo', repoDir, '--to', join(root, 'unsynced-cli'), '--no-sync'])
+    expect(out.code).toBe(0)
+    expect(await tree(join(root, 'unsynced-cli'))).toEqual(dataTree)
+  })
+
   it('--dry-run gives the plan (chain, objects, bytes) and writes nothing', async () => {
     const target = join(root, 'dry')
     const before = (await readdir(root)).sort()

@@ -36,7 +36,7 @@ names the nearest recoverable points.`
       throw new UsageError('say which point to recover to', {code: 'NO_TARGET', suggestion: 'Pass --target-time or --target-seq.'})
     }
     const repo = await this.openRepo(flags)
-    const r = await runPitr(repo, {target, spaces: flags.space ?? [], to: flags.to, yes: flags.yes, dryRun: flags['dry-run'], reporter: this.reporter, signal: this.signal})
+    const r = await runPitr(repo, {target, spaces: flags.space ?? [], to: flags.to, yes: flags.yes, dryRun: flags['dry-run'], sync: !flags['no-sync'], reporter: this.reporter, signal: this.signal})
     return this.report(r)
   }
 }

@@ -59,11 +59,15 @@ class PendingSyncs {
   private readonly pending: Array<Promise<void>> = []
   private error: unknown = null
 
+  /** With `sync` false (--no-sync) a finished file is only closed. */
+  constructor(readonly sync: boolean) {}
+
   /**
    * Starts the fsync of a finished file (the handle is closed after it). At most MAX_PENDING_SYNCS
    * run at once: more would hold descriptors and thread-pool threads that decompression needs.
    */
   async add(fh: FileHandle): Promise<void> {
+    if (!this.sync) return fh.close()
     while (this.pending.length >= MAX_PENDING_SYNCS) await this.pending.shift()
     const p = fh.sync().finally(() => fh.close())
     this.pending.push(
@@ -135,7 +139,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
           throw refuse(`backup ${m.id}: ${entry.path} continues ${file} at ${offset}, but the restored file has ${size} bytes`, archive.key)
         }
         const hash = hashes.create(m.hashAlgorithm)
-        const early = new EarlyWriteback(fh)
+        const early = new EarlyWriteback(fh, syncs.sync)
         let pos = offset
         try {
           for await (const c of entry.body) {
@@ -199,10 +203,11 @@ const SPACE_CONCURRENCY = 2
 /**
  * Restores `spaces` of a chain into `staging`, then creates Engram's empty dirs. Each space is
  * independent (its own archive per backup), so two spaces are restored at a time, each applying its
- * chain in order (full first). Every restored file is fsynced before this returns.
+ * chain in order (full first). Every restored file is fsynced before this returns, unless `sync` is
+ * false (--no-sync).
  */
-export async function extractChain(repo: Repository, chain: Manifest[], spaces: string[], staging: string, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
-  const syncs = new PendingSyncs()
+export async function extractChain(repo: Repository, chain: Manifest[], spaces: string[], staging: string, onBytes: ExtractProgress, signal?: AbortSignal, sync = true): Promise<void> {
+  const syncs = new PendingSyncs(sync)
   // sha256 of every byte (object and file) runs on the second core when there is enough of it. BLAKE3
   // stays on this thread: at ~6 GB/s, hashing inline costs less than copying the bytes to a worker
   // (1 GiB restores, 5 alternating runs: 1.87-2.21 s inline against 2.37-2.71 s, peak RSS 215-220

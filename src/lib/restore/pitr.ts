@@ -153,9 +153,10 @@ async function copyRange(src: FileHandle, dst: FileHandle, from: number, length:
 
 /**
  * Rewrites each WAL file of `spaceDir` keeping only the records at or before the target, byte for
- * byte (runs of kept records are copied as they are). Files left with no record are removed.
+ * byte (runs of kept records are copied as they are). Files left with no record are removed. Each
+ * rewritten file is fsynced unless `sync` is false (--no-sync).
  */
-export async function cutToTarget(spaceDir: string, target: PitrTarget): Promise<{kept: number; dropped: number; files: number}> {
+export async function cutToTarget(spaceDir: string, target: PitrTarget, sync = true): Promise<{kept: number; dropped: number; files: number}> {
   let kept = 0
   let dropped = 0
   let files = 0
@@ -204,7 +205,7 @@ export async function cutToTarget(spaceDir: string, target: PitrTarget): Promise
         }
       }
       await flush()
-      await out.sync()
+      if (sync) await out.sync()
     } finally {
       await out.close()
       await src.close()

@@ -78,6 +78,11 @@ export interface ExecuteOptions {
   dryRun: boolean
   reporter: Reporter
   signal?: AbortSignal
+  /**
+   * false (--no-sync): do not wait for the restored files to reach the disk. Faster, but a crash of
+   * the machine soon after can leave them incomplete (as pg_basebackup's --no-sync warns).
+   */
+  sync?: boolean
 }
 
 async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o: ExecuteOptions, after?: (staging: string) => Promise<void>): Promise<RestoreResult> {
@@ -109,6 +114,7 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
         o.reporter.progress({phase: 'restore', done: restoredBytes, unit: 'bytes'})
       },
       o.signal,
+      o.sync !== false,
     )
     if (after) await after(staging)
     o.signal?.throwIfAborted()
@@ -187,7 +193,7 @@ export async function runPitr(repo: Repository, o: PitrOptions): Promise<Restore
   let cut = {kept: 0, dropped: 0}
   const result = await execute(repo, plan, chain, o, async (staging) => {
     for (const space of plan.spaces) {
-      const r = await cutToTarget(join(staging, space), o.target)
+      const r = await cutToTarget(join(staging, space), o.target, o.sync !== false)
       cut = {kept: cut.kept + r.kept, dropped: cut.dropped + r.dropped}
     }
   })
