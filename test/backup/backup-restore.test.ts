@@ -22,7 +22,7 @@ import {WalFileReader} from '../../src/lib/engine/reader.js'
 import {encodeRecord, EntryType} from '../../src/lib/engine/record.js'
 import {EngineStore} from '../../src/lib/engine/store.js'
 import {WORKER_HASH_BYTES} from '../../src/lib/hash-worker.js'
-import type {ObjectInfo, PutOptions} from '../../src/lib/repo/backend.js'
+import type {ObjectInfo, ObjectWriter, PutOptions} from '../../src/lib/repo/backend.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import type {Compression} from '../../src/lib/repo/compression.js'
 import type {FileCapture, Manifest} from '../../src/lib/repo/manifest.js'
@@ -865,7 +865,87 @@ describe('restore of a sha256 chain large enough to hash in a worker thread', {t
   })
 })
 
-describe('a backup whose archive fails', {timeout: 180_000}, () => {
+/**
+ * Stores every object but `failing`'s archive, which fails at its first write once `waitFor`'s
+ * archive has started (or after 10 s, if it never does: archives written one after another). With
+ * `writer` the archives go through openWriter, FsBackend's own path; without it the backend offers
+ * no writer (as S3) and archives are streamed to put.
+ */
+class FailingBackend extends FsBackend {
+  readonly started: string[] = []
+  /** How each other archive ended: 'stored', 'aborted' (its writer was discarded), or the name of put's error. */
+  readonly outcomes = new Map<string, string>()
+  private waitForStarted = () => {}
+  private readonly waitForStart = new Promise<void>((resolve) => (this.waitForStarted = resolve))
+
+  constructor(
+    root: string,
+    private readonly failing: string,
+    private readonly waitFor: string | null,
+    writer: boolean,
+  ) {
+    super(root)
+    // An own property hides the prototype's method: the archive writer then falls back to put.
+    if (!writer) Object.defineProperty(this, 'openWriter', {value: undefined})
+  }
+
+  private async begin(key: string): Promise<string> {
+    const name = key.split('/').pop()!
+    this.started.push(key)
+    if (name === this.waitFor) this.waitForStarted()
+    return name
+  }
+
+  private async injectedFailure(key: string): Promise<never> {
+    await Promise.race([this.waitFor ? this.waitForStart : Promise.resolve(), new Promise((r) => setTimeout(r, this.waitFor ? 10_000 : 100))])
+    throw new Error(`injected failure storing ${key}`)
+  }
+
+  override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
+    if (!/\.tar(\.zst)?$/.test(key)) return super.put(key, body, options)
+    const name = await this.begin(key)
+    if (name !== this.failing) {
+      try {
+        const stored = await super.put(key, body, options)
+        this.outcomes.set(name, 'stored')
+        return stored
+      } catch (error) {
+        this.outcomes.set(name, (error as Error).name)
+        throw error
+      }
+    }
+    // The failure comes while the body is still open: closing it first would fail the archive's
+    // stream with an abort before the injected error could.
+    for await (const chunk of body as Readable) {
+      void chunk
+      await this.injectedFailure(key)
+    }
+    throw new Error(`${key}: the archive had no data`)
+  }
+
+  override async openWriter(key: string, options?: PutOptions): Promise<ObjectWriter> {
+    const name = await this.begin(key)
+    const inner = await super.openWriter(key, options)
+    if (name === this.failing) return {...inner, write: () => this.injectedFailure(key)}
+    return {
+      write: (data) => inner.write(data),
+      commit: async () => {
+        const info = await inner.commit()
+        this.outcomes.set(name, 'stored')
+        return info
+      },
+      abort: async () => {
+        this.outcomes.set(name, 'aborted')
+        await inner.abort()
+      },
+    }
+  }
+}
+
+describe.each([
+  {path: 'openWriter', writer: true, stopped: 'aborted'},
+  {path: 'a stream to put', writer: false, stopped: 'AbortError'},
+])('a backup whose archive fails ($path)', {timeout: 180_000}, ({writer, stopped}) => {
   it('fails with the error of that archive, stops the archives written beside it and leaves no object, lock or temporary file', async () => {
     const root = await tmp('failing')
     const data = join(root, 'data')
@@ -873,44 +953,13 @@ describe('a backup whose archive fails', {timeout: 180_000}, () => {
     await generateData({root: data, spaces, episodes: 400, seed: 31, startNs: T0, windowNs: HOUR, fsync: false})
     const repoDir = join(root, 'repo')
     await newRepo(repoDir)
-    /**
-     * Stores every object but beta's archive, which fails after its first chunk once gamma's archive has
-     * started (or after 10 s, if it never does: archives written one after another).
-     */
-    class FailingBackend extends FsBackend {
-      readonly started: string[] = []
-      /** How each other put ended: 'stored', or the name of its error. */
-      readonly outcomes = new Map<string, string>()
-      private gammaStarted = () => {}
-      private readonly gamma = new Promise<void>((resolve) => (this.gammaStarted = resolve))
-      override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
-        this.started.push(key)
-        if (key.endsWith('/gamma.tar.zst')) this.gammaStarted()
-        if (!key.endsWith('/beta.tar.zst')) {
-          try {
-            const stored = await super.put(key, body, options)
-            this.outcomes.set(key.split('/').pop()!, 'stored')
-            return stored
-          } catch (error) {
-            this.outcomes.set(key.split('/').pop()!, (error as Error).name)
-            throw error
-          }
-        }
-        for await (const chunk of body as Readable) {
-          void chunk
-          await Promise.race([this.gamma, new Promise((r) => setTimeout(r, 10_000))])
-          break
-        }
-        throw new Error(`injected failure storing ${key}`)
-      }
-    }
-    const backend = new FailingBackend(repoDir)
+    const backend = new FailingBackend(repoDir, 'beta.tar.zst', 'gamma.tar.zst', writer)
     const repo = await Repository.open(backend)
     await expect(backup(repo, data, 'full')).rejects.toThrow(/^injected failure storing backups\/.+\/beta\.tar\.zst$/)
     // Gamma's archive was being written beside beta's (archives are written concurrently) and was
     // stopped by beta's failure.
     expect(backend.started.some((k) => k.endsWith('/gamma.tar.zst'))).toBe(true)
-    expect(backend.outcomes.get('gamma.tar.zst')).toBe('AbortError')
+    expect(backend.outcomes.get('gamma.tar.zst')).toBe(stopped)
     const backupsDir = join(repoDir, 'backups')
     expect(existsSync(backupsDir) ? await readdir(backupsDir, {recursive: true}) : []).toEqual([])
     expect(existsSync(join(repoDir, 'locks', 'repository.lock'))).toBe(false)
@@ -930,19 +979,8 @@ describe('an incremental whose only archive fails', {timeout: 180_000}, () => {
     const repo = await newRepo(repoDir)
     const full = await backup(repo, data, 'full')
     await generateData({root: data, spaces: ['alpha'], episodes: 20, seed: 52, startNs: T0 + 2n * HOUR, windowNs: HOUR, append: true, fsync: false})
-    /** Fails alpha's archive after the other spaces (with nothing new) have been looked at. */
-    class FailingBackend extends FsBackend {
-      override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
-        if (!key.endsWith('/alpha.tar.zst')) return super.put(key, body, options)
-        for await (const chunk of body as Readable) {
-          void chunk
-          break
-        }
-        await new Promise((r) => setTimeout(r, 100))
-        throw new Error(`injected failure storing ${key}`)
-      }
-    }
-    const failing = await Repository.open(new FailingBackend(repoDir))
+    // Alpha's archive fails (100 ms in) after the other spaces (with nothing new) have been looked at.
+    const failing = await Repository.open(new FailingBackend(repoDir, 'alpha.tar.zst', null, true))
     await expect(backup(failing, data, 'incremental')).rejects.toThrow(/^injected failure storing backups\/.+\/alpha\.tar\.zst$/)
     expect((await repo.backups()).map((b) => b.id)).toEqual([full.result.id])
     expect(await readdir(join(repoDir, 'backups'))).toEqual([full.result.id])

@@ -34,6 +34,8 @@ export interface ContractOptions {
    * an object's file in place, so racing PUTs can interleave there: a test-server limit, not ours.
    */
   atomicConcurrentPuts?: boolean
+  /** Whether the backend has `openWriter` (default false: callers then use `put`). */
+  writer?: boolean
 }
 
 const MiB = 1024 * 1024
@@ -193,6 +195,44 @@ export function describeBackendContract(name: string, makeBackend: BackendFactor
       await empty.close()
       await expectBackendError(openObjectReader(b, 'o/missing'), 'not-found')
       await expectBackendError(openObjectReader(b, 'o'), 'not-found')
+    })
+
+    it('openWriter, where declared: nothing is visible before commit; buffers may be reused once a write resolves; abort leaves nothing', async () => {
+      const b = await fresh()
+      if (options.writer !== true) {
+        // Callers fall back to put: a backend without the option must not half-provide it.
+        expect(b.openWriter).toBeUndefined()
+        return
+      }
+      expect(typeof b.openWriter).toBe('function')
+      const first = pseudoRandomBytes(MiB + 5, 6)
+      const second = pseudoRandomBytes(3 * MiB + 1, 7)
+      const out = await b.openWriter!('w/obj')
+      // One buffer, refilled after each write: what was written before must not change.
+      const buf = Buffer.alloc(second.length)
+      first.copy(buf)
+      await out.write(buf.subarray(0, first.length))
+      second.copy(buf)
+      await out.write(buf)
+      expect(await b.stat('w/obj')).toBeNull()
+      expect(await keysOf(b, 'w/')).toEqual([])
+      expect(await out.commit()).toMatchObject({key: 'w/obj', size: first.length + second.length})
+      expect(sha(await getAll(b, 'w/obj'))).toBe(sha(Buffer.concat([first, second])))
+
+      const dropped = await b.openWriter!('w/dropped')
+      await dropped.write(first)
+      await dropped.abort()
+      await dropped.abort()
+      expect(await b.stat('w/dropped')).toBeNull()
+      expect(await keysOf(b, 'w/')).toEqual(['w/obj'])
+
+      // ifAbsent: the commit of an existing key fails with kind exists and leaves the object as it was.
+      const clash = await b.openWriter!('w/obj', {ifAbsent: true})
+      await clash.write(Buffer.from('other'))
+      await expectBackendError(clash.commit(), 'exists')
+      await clash.abort()
+      expect(sha(await getAll(b, 'w/obj'))).toBe(sha(Buffer.concat([first, second])))
+      expect(await keysOf(b, 'w/')).toEqual(['w/obj'])
     })
 
     it('stat returns null for a missing key and for a key that is only a prefix of others', async () => {

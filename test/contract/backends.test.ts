@@ -18,7 +18,7 @@ import {describeBackendContract} from './backend-contract.js'
 describeBackendContract('FsBackend', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'engram-contract-fs-'))
   return {backend: new FsBackend(join(dir, 'repo')), cleanup: () => rm(dir, {recursive: true, force: true})}
-})
+}, {writer: true})
 
 describeBackendContract('MemoryBackend', async () => ({backend: new MemoryBackend(), cleanup: async () => {}}))
 

@@ -51,6 +51,41 @@ describe('zstdUnframes', () => {
   })
 })
 
+describe('FrameCompressor.release', () => {
+  it('frees a zlib output buffer only once zlib has left it and every piece cut from it was released', async () => {
+    // Compressible data: several frames' output fits in one of zlib's buffers, so frames share them.
+    const frames = Array.from({length: 6}, (_, i) => Buffer.concat([pseudoRandomBytes(FRAME_SIZE / 4, 40 + i), Buffer.alloc((FRAME_SIZE * 3) / 4, i)]))
+    const compressor = new FrameCompressor(1)
+    const outputs: Buffer[][] = []
+    try {
+      for (const f of frames) outputs.push(await compressor.compress(f))
+    } finally {
+      compressor.close()
+    }
+    const copies = outputs.map((pieces) => Buffer.concat(pieces))
+    const zlibBuffers = [...new Set(outputs.flat().map((p) => p.buffer))].filter((ab) => ab.byteLength > Buffer.poolSize)
+    // Frames share buffers (else this test would not test the sharing), and zlib left some behind.
+    expect(zlibBuffers.length).toBeGreaterThan(1)
+    expect(zlibBuffers.length).toBeLessThan(frames.length)
+    // Release the first half of the frames: pieces of the others, also in shared buffers, stay intact.
+    for (const pieces of outputs.slice(0, 3)) for (const p of pieces) compressor.release(p)
+    for (const [i, pieces] of outputs.entries()) {
+      if (i >= 3) expect(Buffer.concat(pieces).equals(copies[i]), `frame ${i}`).toBe(true)
+    }
+    const freed = () => zlibBuffers.filter((ab) => ab.byteLength === 0).length
+    const freedAfterHalf = freed()
+    // Release the rest: every buffer zlib has left is freed; the one it would write next is not.
+    for (const pieces of outputs.slice(3)) for (const p of pieces) compressor.release(p)
+    expect(freed()).toBe(zlibBuffers.length - 1)
+    expect(zlibBuffers.at(-1)!.byteLength).toBeGreaterThan(0)
+    expect(freedAfterHalf).toBeLessThan(freed())
+    // What was compressed decompresses to the input (checked on the copies taken before any release).
+    const unframed: Buffer[] = []
+    for await (const f of zstdUnframes(2)(readerOf(Buffer.concat(copies)))) unframed.push(Buffer.from(f))
+    expect(Buffer.concat(unframed).equals(Buffer.concat(frames))).toBe(true)
+  })
+})
+
 describe('readTar', () => {
   it('reads entries whose headers are cut by chunk boundaries from a source that frees each chunk as the next is asked for', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'engram-ops-frames-'))

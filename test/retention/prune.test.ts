@@ -7,7 +7,6 @@ import {existsSync} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import type {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
@@ -18,7 +17,7 @@ import {encodeEpisode} from '../../src/lib/engine/payload.js'
 import {EntryType} from '../../src/lib/engine/record.js'
 import {ensureSpaceDirs, WalWriter} from '../../src/lib/engine/writer.js'
 import {ExitCode, LockedError} from '../../src/lib/errors.js'
-import type {ObjectInfo, PutOptions} from '../../src/lib/repo/backend.js'
+import type {ObjectWriter, PutOptions} from '../../src/lib/repo/backend.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import {acquireRepoLock} from '../../src/lib/repo/lock.js'
 import {type Manifest, sealManifest} from '../../src/lib/repo/manifest.js'
@@ -59,9 +58,10 @@ class RecordingFs extends FsBackend {
     return super.delete(keys)
   }
 
-  override async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo> {
+  // Archives are written through openWriter (FsBackend has one), not put.
+  override async openWriter(key: string, options?: PutOptions): Promise<ObjectWriter> {
     if (this.slowArchivesMs > 0 && /\.tar(\.zst)?$/.test(key)) await sleep(this.slowArchivesMs)
-    return super.put(key, body, options)
+    return super.openWriter(key, options)
   }
 }
 

@@ -45,6 +45,13 @@ export interface RepositoryBackend {
   openReader?(key: string, options?: {signal?: AbortSignal}): Promise<ObjectReader>
   /** Streams `body` into `key` atomically and returns what was stored. */
   put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<ObjectInfo>
+  /**
+   * Writes an object from the caller's buffers, each one the caller's again (to reuse or free) once
+   * its write resolves; atomic like `put`: nothing is visible under `key` before `commit`. Optional:
+   * where a backend cannot say when it is done with a buffer (S3 uploads gather parts), callers use
+   * `put` with a stream.
+   */
+  openWriter?(key: string, options?: PutOptions): Promise<ObjectWriter>
   delete(keys: readonly string[]): Promise<void>
   close(): Promise<void>
   /** Removes leftovers of interrupted puts older than `olderThanMs` (0: all of them), where a backend can have any. */
@@ -73,6 +80,16 @@ export class BackendError extends OpsError {
     super(message, {code: `BACKEND_${kind.toUpperCase().replace('-', '_')}`, exit: EXIT_FOR_KIND[kind], ...o})
     this.kind = kind
   }
+}
+
+/** An object written in order from the caller's buffers (see RepositoryBackend.openWriter). */
+export interface ObjectWriter {
+  /** Appends `data`; the caller may reuse or free it once this resolves. One write at a time. */
+  write(data: Uint8Array): Promise<void>
+  /** Makes the object visible under its key, durably, and returns what was stored. */
+  commit(): Promise<ObjectInfo>
+  /** Discards what was written; safe after a failed write or commit. */
+  abort(): Promise<void>
 }
 
 /** An object read in order into the caller's buffers. */

@@ -65,12 +65,29 @@ function frameIndex(compressedSize: number): Buffer {
 }
 
 /**
+ * Frees the memory of an ArrayBuffer that node:zlib handed us and nothing else holds. V8 frees Buffer
+ * memory only in a full garbage collection and starts one for every few dozen MiB allocated: the
+ * ~2 MiB that node:zlib allocates for every frame's output made most of the 47 full collections of a
+ * 1 GiB backup and 20 of the 60 of its restore. Detaching the ArrayBuffer frees it at once. Only an
+ * ArrayBuffer larger than Node's pool (Buffer.poolSize) is detached: it cannot be the pool that small
+ * Buffers share.
+ */
+function freeBuffer(ab: ArrayBufferLike): void {
+  if (ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize && !ab.detached) ab.transfer(0)
+}
+
+/**
  * Compresses frames in the thread pool with one zstd stream that lives for many frames: each frame is
  * ended with ZSTD_e_end, after which the stream starts the next one with the same context. A stream
  * per frame (or the one-shot zstdCompress) allocated a new compression context each time, and V8
  * counts that memory as external: reusing the streams cut the full garbage collections of a 1 GiB
  * backup from 58 to 47 (the rest are set off by the output buffers, which node:zlib allocates anew).
  * One frame at a time per compressor; `data` may be reused once the promise settles.
+ *
+ * The pieces of a frame are views of node:zlib's output buffers; one buffer may hold the end of one
+ * frame and the start of the next. A caller that is done with a piece may hand it to `release`: a
+ * buffer that zlib has left behind is freed once every piece cut from it was released. A caller that
+ * never releases leaves them to the garbage collector.
  */
 export class FrameCompressor {
   private readonly z: ZstdCompress
@@ -79,12 +96,23 @@ export class FrameCompressor {
   private failed: ((error: Error) => void) | null = null
   /** The stream's first error: every later frame fails with it (the compressor is shared by archives). */
   private error: Error | null = null
+  /** zlib's output buffer being filled, and how many pieces of each buffer are out (weak: unreleased ones go to the GC). */
+  private current: ArrayBufferLike | null = null
+  private readonly piecesOut = new WeakMap<ArrayBufferLike, number>()
 
   constructor(level: number) {
     // An output buffer a little above the frame size holds a frame in one or two pieces (zstd's worst
     // case is input + 1/256 + a few bytes).
     this.z = createZstdCompress({params: {[constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1}, chunkSize: FRAME_ROOM})
     this.z.on('data', (c: Buffer) => {
+      const ab = c.buffer
+      if (ab !== this.current) {
+        // zlib writes only into its newest buffer: the one before is done, and free if no piece is out.
+        const previous = this.current
+        this.current = ab
+        if (previous && !this.piecesOut.has(previous)) freeBuffer(previous)
+      }
+      this.piecesOut.set(ab, (this.piecesOut.get(ab) ?? 0) + 1)
       this.out.push(c)
       this.size += c.length
     })
@@ -116,6 +144,19 @@ export class FrameCompressor {
     })
   }
 
+  /** Hands back a piece of a frame the caller is done with (the size index piece is not zlib's: ignored). */
+  release(piece: Buffer): void {
+    const ab = piece.buffer
+    const n = this.piecesOut.get(ab)
+    if (n === undefined) return
+    if (n > 1) {
+      this.piecesOut.set(ab, n - 1)
+      return
+    }
+    this.piecesOut.delete(ab)
+    if (ab !== this.current) freeBuffer(ab)
+  }
+
   close(): void {
     this.z.destroy()
   }
@@ -124,18 +165,6 @@ export class FrameCompressor {
 /** Where zstdUnframes reads an archive from: up to `length` bytes into `dst` at `offset`, 0 at the end. */
 export interface ByteReader {
   read(dst: Uint8Array, offset: number, length: number): Promise<number>
-}
-
-/**
- * Frees the memory of a Buffer that node:zlib handed us and nothing else holds. V8 frees Buffer memory
- * only in a full garbage collection and starts one for every few dozen MiB allocated: the 2 MiB output
- * of every frame made about 20 of a 1 GiB restore's 60 full collections. Detaching the ArrayBuffer
- * frees it at once. Only a Buffer with an ArrayBuffer of its own is detached: one larger than Node's
- * pool (Buffer.poolSize) cannot be the pool that small Buffers share.
- */
-function release(buf: Buffer): void {
-  const ab = buf.buffer
-  if (ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize && !ab.detached) ab.transfer(0)
 }
 
 /**
@@ -165,7 +194,7 @@ export function zstdUnframes(concurrency = FRAME_CONCURRENCY) {
     const next = async function* () {
       const out = await pending.shift()!
       yield out
-      release(out)
+      freeBuffer(out.buffer)
     }
     for (;;) {
       const got = await fill(index, 12)
@@ -184,7 +213,7 @@ export function zstdUnframes(concurrency = FRAME_CONCURRENCY) {
       const room = size <= FRAME_ROOM ? free.pop()! : Buffer.allocUnsafe(size)
       if ((await fill(room, size)) < size) throw new IntegrityError('compressed archive ends inside a frame', {code: 'ARCHIVE_CORRUPT'})
       // The output is a Buffer of the one-shot decompressor's own, which closes when it is done: it
-      // is ours alone, so `release` may free it.
+      // is ours alone, so `freeBuffer` may free it.
       const decoded = decompressAsync(room.subarray(0, size), {maxOutputLength: MAX_FRAME, chunkSize: FRAME_SIZE + 65536}).finally(() => {
         if (room.length === FRAME_ROOM) free.push(room)
       })

@@ -11,7 +11,7 @@ import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {EarlyWriteback} from '../../writeback.js'
-import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type PutOptions, type RepositoryBackend} from '../backend.js'
+import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type ObjectWriter, type PutOptions, type RepositoryBackend} from '../backend.js'
 
 const TMP_MARK = '.tmp-'
 
@@ -165,49 +165,93 @@ export class FsBackend implements RepositoryBackend {
   }
 
   async put(key: string, body: Readable | Buffer, options: PutOptions = {}): Promise<ObjectInfo> {
-    const path = this.path(key)
-    const tmp = `${path}${TMP_MARK}${randomBytes(6).toString('hex')}`
+    const out = await this.writer(key, options)
     try {
-      const fh = await createTemporary(tmp)
-      const early = new EarlyWriteback(fh)
-      try {
-        const writeAll = async (chunk: Buffer) => {
-          let done = 0
-          while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten
-          early.wrote(chunk.length)
-        }
-        if (Buffer.isBuffer(body)) {
-          await writeAll(body)
-        } else {
-          const sink = new Writable({
-            highWaterMark: 1024 * 1024,
-            write(chunk: Buffer, _encoding, callback) {
-              writeAll(chunk).then(() => callback(), callback)
-            },
-          })
-          await pipeline(body, sink, {signal: options.signal})
-        }
-        await early.settle()
-        await fh.sync()
-      } finally {
-        await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
-        await fh.close()
-      }
-      if (options.ifAbsent) {
-        // link() fails if the name exists: an atomic create-if-absent on POSIX filesystems.
-        await link(tmp, path)
-        await unlink(tmp)
+      if (Buffer.isBuffer(body)) {
+        await out.write(body)
       } else {
-        await rename(tmp, path)
+        const sink = new Writable({
+          highWaterMark: 1024 * 1024,
+          write(chunk: Buffer, _encoding, callback) {
+            out.write(chunk).then(() => callback(), callback)
+          },
+        })
+        await pipeline(body, sink, {signal: options.signal})
       }
-      await fsyncDir(dirname(path))
-      const st = await stat(path)
-      return {key, size: st.size, modified: st.mtime}
+      return await out.commit()
     } catch (error) {
-      await rm(tmp, {force: true}).catch(() => {})
+      await out.abort()
       if (error instanceof BackendError) throw error
       if ((error as Error)?.name === 'AbortError') throw error
+      throw mapError(error, 'write', this.path(key))
+    }
+  }
+
+  openWriter(key: string, options: PutOptions = {}): Promise<ObjectWriter> {
+    return this.writer(key, options)
+  }
+
+  /**
+   * Writes `<key>.tmp-<random>`; commit fsyncs it, renames it into place (or links it, for ifAbsent)
+   * and fsyncs the directory, so a crash never leaves a partial object under its real name.
+   */
+  private async writer(key: string, options: PutOptions): Promise<ObjectWriter> {
+    const path = this.path(key)
+    const tmp = `${path}${TMP_MARK}${randomBytes(6).toString('hex')}`
+    let fh: FileHandle
+    try {
+      fh = await createTemporary(tmp)
+    } catch (error) {
       throw mapError(error, 'write', path)
+    }
+    const early = new EarlyWriteback(fh)
+    let closed = false
+    const close = async () => {
+      if (closed) return
+      closed = true
+      await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
+      await fh.close()
+    }
+    const fail = async (error: unknown): Promise<never> => {
+      await close().catch(() => {})
+      await rm(tmp, {force: true}).catch(() => {})
+      if (error instanceof BackendError || (error as Error)?.name === 'AbortError') throw error
+      throw mapError(error, 'write', path)
+    }
+    return {
+      write: async (data) => {
+        try {
+          options.signal?.throwIfAborted()
+          let done = 0
+          while (done < data.length) done += (await fh.write(data, done, data.length - done)).bytesWritten
+          early.wrote(data.length)
+        } catch (error) {
+          return fail(error)
+        }
+      },
+      commit: async () => {
+        try {
+          await early.settle()
+          await fh.sync()
+          await close()
+          if (options.ifAbsent) {
+            // link() fails if the name exists: an atomic create-if-absent on POSIX filesystems.
+            await link(tmp, path)
+            await unlink(tmp)
+          } else {
+            await rename(tmp, path)
+          }
+          await fsyncDir(dirname(path))
+          const st = await stat(path)
+          return {key, size: st.size, modified: st.mtime}
+        } catch (error) {
+          return fail(error)
+        }
+      },
+      abort: async () => {
+        await close().catch(() => {})
+        await rm(tmp, {force: true}).catch(() => {})
+      },
     }
   }
 
