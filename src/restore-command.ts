@@ -25,7 +25,7 @@ export abstract class RestoreCommand extends OpsCommand {
     for (const o of r.objects) this.out(`  ${o.key} ${formatBytes(o.bytes)}`)
     this.out(`  ${r.objects.length} objects, ${formatBytes(r.bytes)} to read`)
     if (r.pitr) this.out(`  point in time: records at or ${r.pitr.exclusive ? 'strictly ' : ''}before ${r.pitr.target}${r.pitrResult ? ` (${r.pitrResult.kept} records kept, ${r.pitrResult.dropped} dropped)` : ''}`)
-    if (!r.dryRun) this.out(`  ${formatBytes(r.restoredBytes)} written in ${formatDuration(r.durationMs)} (${formatRate(r.restoredBytes, r.durationMs)}); WAL files are mode 0600`)
+    if (!r.dryRun) this.out(`  ${formatBytes(r.restoredBytes)} written in ${formatDuration(r.durationMs)} (${formatRate(r.restoredBytes, r.durationMs)}); WAL files are mode 0600${r.synced ? '' : '; not fsynced (--no-sync)'}`)
     if (r.replacedMovedTo) this.out(`  the previous contents of the target are in ${r.replacedMovedTo}`)
     return r
   }

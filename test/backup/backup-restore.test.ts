@@ -27,7 +27,7 @@ import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import type {Compression} from '../../src/lib/repo/compression.js'
 import type {FileCapture, Manifest} from '../../src/lib/repo/manifest.js'
 import {Repository} from '../../src/lib/repo/repository.js'
-import {type RestoreOptions, type RestoreResult, runRestore} from '../../src/lib/restore/restore.js'
+import {type RestoreOptions, type RestoreResult, runPitr, runRestore} from '../../src/lib/restore/restore.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {blake3, repoRoot, sha256} from '../support/fixtures.js'
@@ -721,12 +721,21 @@ describe('restore safety', {timeout: 180_000}, () => {
     const syncs = vi.spyOn(proto, 'sync')
     const datasyncs = vi.spyOn(proto, 'datasync')
     try {
-      await restore(repo, join(root, 'synced'))
+      expect((await restore(repo, join(root, 'synced'))).synced).toBe(true)
       // One fsync per restored file and archive: 2 spaces, each with its file whole and then appended to.
       expect(syncs.mock.calls.length).toBe(4)
       syncs.mockClear()
       datasyncs.mockClear()
-      await restore(repo, join(root, 'unsynced'), {sync: false})
+      expect((await restore(repo, join(root, 'unsynced'), {sync: false})).synced).toBe(false)
+      expect(syncs.mock.calls.length).toBe(0)
+      expect(datasyncs.mock.calls.length).toBe(0)
+      // PITR also fsyncs the files it cuts, unless told not to.
+      const target = {kind: 'time', ns: T0 + HOUR, exclusive: false} as const
+      const reporter = recorder()
+      await runPitr(repo, {target, spaces: [], to: join(root, 'pitr-synced'), yes: false, dryRun: false, reporter})
+      expect(syncs.mock.calls.length).toBe(4) // the full backup's 2 files (the target is before the incremental), then the 2 cut ones
+      syncs.mockClear()
+      expect((await runPitr(repo, {target, spaces: [], to: join(root, 'pitr-unsynced'), yes: false, dryRun: false, reporter, sync: false})).synced).toBe(false)
       expect(syncs.mock.calls.length).toBe(0)
       expect(datasyncs.mock.calls.length).toBe(0)
     } finally {
@@ -735,9 +744,13 @@ describe('restore safety', {timeout: 180_000}, () => {
     }
     expect(await tree(join(root, 'synced'))).toEqual(dataTree)
     expect(await tree(join(root, 'unsynced'))).toEqual(dataTree)
-    const out = await cli(['restore', '--latest', '--repo', repoDir, '--to', join(root, 'unsynced-cli'), '--no-sync'])
+    expect(await tree(join(root, 'pitr-synced'))).toEqual(await tree(join(root, 'pitr-unsynced')))
+    const out = await cli(['restore', '--latest', '--repo', repoDir, '--to', join(root, 'unsynced-cli'), '--no-sync', '--json'])
     expect(out.code).toBe(0)
+    expect(JSON.parse(out.stdout)).toMatchObject({synced: false, dryRun: false})
     expect(await tree(join(root, 'unsynced-cli'))).toEqual(dataTree)
+    const human = await cli(['restore', '--latest', '--repo', repoDir, '--to', join(root, 'unsynced-cli-2'), '--no-sync'])
+    expect(human.stdout).toContain('WAL files are mode 0600; not fsynced (--no-sync)\n')
   })
 
   it('--dry-run gives the plan (chain, objects, bytes) and writes nothing', async () => {
@@ -761,6 +774,7 @@ describe('restore safety', {timeout: 180_000}, () => {
       targetState: 'missing',
       restoredBytes: 0,
       replacedMovedTo: null,
+      synced: false,
     })
     expect(objects.map((o) => o.key)).toEqual([
       `backups/${fullId}/alpha.tar.zst`,
@@ -927,8 +941,20 @@ class FailingBackend extends FsBackend {
     const name = await this.begin(key)
     const inner = await super.openWriter(key, options)
     if (name === this.failing) return {...inner, write: () => this.injectedFailure(key)}
+    let writes = 0
     return {
-      write: (data) => inner.write(data),
+      write: async (data) => {
+        // The archive waited for stays inside its data until the backup stops it: else a small one
+        // could be stored before the failure reaches it.
+        const signal = options?.signal
+        if (name === this.waitFor && writes++ > 0 && signal && !signal.aborted) {
+          await new Promise((resolve) => {
+            signal.addEventListener('abort', resolve, {once: true})
+            setTimeout(resolve, 10_000)
+          })
+        }
+        return inner.write(data)
+      },
       commit: async () => {
         const info = await inner.commit()
         this.outcomes.set(name, 'stored')

@@ -225,6 +225,20 @@ export function describeBackendContract(name: string, makeBackend: BackendFactor
       await dropped.abort()
       expect(await b.stat('w/dropped')).toBeNull()
       expect(await keysOf(b, 'w/')).toEqual(['w/obj'])
+      // list() hides temporaries: none may be left behind either.
+      expect(await b.sweepTemporaries?.(0)).toBe(0)
+
+      // An aborted write rejects with the abort's reason itself (an interruption keeps its exit code)
+      // and removes the temporary.
+      const stop = new AbortController()
+      const interrupted = await b.openWriter!('w/interrupted', {signal: stop.signal})
+      await interrupted.write(first)
+      const reason = new Error('interrupted by a test')
+      stop.abort(reason)
+      await expect(interrupted.write(first)).rejects.toBe(reason)
+      await interrupted.abort()
+      expect(await b.stat('w/interrupted')).toBeNull()
+      expect(await b.sweepTemporaries?.(0)).toBe(0)
 
       // ifAbsent: the commit of an existing key fails with kind exists and leaves the object as it was.
       const clash = await b.openWriter!('w/obj', {ifAbsent: true})

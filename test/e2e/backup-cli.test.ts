@@ -138,7 +138,7 @@ describe('backup main path (built CLI), step by step', {timeout: 180_000}, () =>
   it('restore --latest: engine stats of the restored dir equal those of the data dir', async () => {
     const restored = join(root, 'restored')
     const r = await json(['restore', '--latest', '--repo', repo, '--to', restored])
-    expect(r).toMatchObject({dryRun: false, backup: inc.id, chain: [{id: full.id, type: 'full'}, {id: inc.id, type: 'incremental'}], targetState: 'missing', replacedMovedTo: null, spaces})
+    expect(r).toMatchObject({dryRun: false, backup: inc.id, chain: [{id: full.id, type: 'full'}, {id: inc.id, type: 'incremental'}], targetState: 'missing', replacedMovedTo: null, synced: true, spaces})
     expect(r.restoredBytes).toBe(full.totals.bytes + inc.totals.bytes)
     const pick = (s: {space: string; files: unknown; bytes: number; records: number; recordsByType: unknown; memories: number; damage: unknown}) => ({
       space: s.space,

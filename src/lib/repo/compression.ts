@@ -65,12 +65,12 @@ function frameIndex(compressedSize: number): Buffer {
 }
 
 /**
- * Frees the memory of an ArrayBuffer that node:zlib handed us and nothing else holds. V8 frees Buffer
+ * Frees the memory of an ArrayBuffer that node:zlib handed us and nothing else uses. V8 frees Buffer
  * memory only in a full garbage collection and starts one for every few dozen MiB allocated: the
  * ~2 MiB that node:zlib allocates for every frame's output made most of the 47 full collections of a
- * 1 GiB backup and 20 of the 60 of its restore. Detaching the ArrayBuffer frees it at once. Only an
- * ArrayBuffer larger than Node's pool (Buffer.poolSize) is detached: it cannot be the pool that small
- * Buffers share.
+ * 1 GiB backup and about 20 of the 60 of its restore. Detaching the ArrayBuffer frees it at once.
+ * Callers pass only buffers node:zlib allocated for its output (of at least its 2 MiB chunk size);
+ * the size check is a second guard that a Buffer from the pool small Buffers share is never detached.
  */
 function freeBuffer(ab: ArrayBufferLike): void {
   if (ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize && !ab.detached) ab.transfer(0)

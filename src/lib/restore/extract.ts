@@ -83,10 +83,13 @@ class PendingSyncs {
   }
 }
 
-/** An uncompressed archive's bytes, 1 MiB at a time. */
+/**
+ * An uncompressed archive's bytes, read into one reused buffer: readTar (the consumer) is done with a
+ * chunk, or has copied what it keeps, when it asks for the next one.
+ */
 async function* chunksOf(source: ByteReader): AsyncGenerator<Buffer> {
+  const chunk = Buffer.allocUnsafe(1024 * 1024)
   for (;;) {
-    const chunk = Buffer.allocUnsafe(1024 * 1024)
     const n = await source.read(chunk, 0, chunk.length)
     if (n === 0) return
     yield chunk.subarray(0, n)

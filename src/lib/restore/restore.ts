@@ -31,6 +31,8 @@ export interface RestoreResult extends RestorePlan {
   durationMs: number
   /** Where the previous contents of a non-empty target were moved (with --yes). */
   replacedMovedTo: string | null
+  /** Whether every restored file was fsynced (false with --no-sync). */
+  synced: boolean
   pitrResult?: {kept: number; dropped: number}
 }
 
@@ -88,7 +90,7 @@ export interface ExecuteOptions {
 async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o: ExecuteOptions, after?: (staging: string) => Promise<void>): Promise<RestoreResult> {
   const started = Date.now()
   // `=== true`: an unset CLI flag arrives as undefined, and the JSON result must still say false.
-  const base: RestoreResult = {...plan, dryRun: o.dryRun === true, restoredBytes: 0, durationMs: 0, replacedMovedTo: null}
+  const base: RestoreResult = {...plan, dryRun: o.dryRun === true, restoredBytes: 0, durationMs: 0, replacedMovedTo: null, synced: false}
   if (plan.targetState === 'not-empty' && !o.yes && !o.dryRun) {
     throw new OpsError(`restore target ${plan.target} is not empty`, {
       code: 'TARGET_NOT_EMPTY',
@@ -134,7 +136,7 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
       await rename(staging, plan.target)
       o.reporter.warn(`the previous contents of ${plan.target} were moved to ${replacedMovedTo}; delete it once the restore is checked`)
     }
-    return {...base, restoredBytes, durationMs: Date.now() - started, replacedMovedTo}
+    return {...base, restoredBytes, durationMs: Date.now() - started, replacedMovedTo, synced: o.sync !== false}
   } catch (error) {
     await rm(staging, {recursive: true, force: true}).catch(() => {})
     throw error

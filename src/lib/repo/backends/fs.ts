@@ -10,6 +10,7 @@ import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {OpsError} from '../../errors.js'
 import {EarlyWriteback} from '../../writeback.js'
 import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type ObjectWriter, type PutOptions, type RepositoryBackend} from '../backend.js'
 
@@ -181,8 +182,7 @@ export class FsBackend implements RepositoryBackend {
       return await out.commit()
     } catch (error) {
       await out.abort()
-      if (error instanceof BackendError) throw error
-      if ((error as Error)?.name === 'AbortError') throw error
+      if (error instanceof OpsError || (error as Error)?.name === 'AbortError') throw error
       throw mapError(error, 'write', this.path(key))
     }
   }
@@ -212,10 +212,11 @@ export class FsBackend implements RepositoryBackend {
       await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
       await fh.close()
     }
+    /** Removes the temporary and throws: our own errors and the abort's reason (an interruption: exit 130) as they are. */
     const fail = async (error: unknown): Promise<never> => {
       await close().catch(() => {})
       await rm(tmp, {force: true}).catch(() => {})
-      if (error instanceof BackendError || (error as Error)?.name === 'AbortError') throw error
+      if (error instanceof OpsError || (error as Error)?.name === 'AbortError' || (options.signal?.aborted && error === options.signal.reason)) throw error
       throw mapError(error, 'write', path)
     }
     return {
