@@ -8,7 +8,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {INLINE_SCAN_BYTES} from '../../src/lib/backup/scan-client.js'
+import {INLINE_SCAN_BYTES, Scanner} from '../../src/lib/backup/scan-client.js'
 import {WalFileReader} from '../../src/lib/engine/reader.js'
 import {runCli} from '../support/cli.js'
 import {blake3, type Json, sha256} from '../support/fixtures.js'
@@ -27,6 +27,20 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (tmp) await rm(tmp, {recursive: true, force: true})
+})
+
+describe('where pass 1 runs', () => {
+  it('a backup expected to scan less than the inline budget scans on the main thread; more starts the worker at once', async () => {
+    const small = new Scanner()
+    small.expect(INLINE_SCAN_BYTES - 1)
+    expect(small.workerStarted).toBe(false)
+    await small.close()
+    const large = new Scanner()
+    large.expect(INLINE_SCAN_BYTES)
+    // Started before any scan, so its start-up overlaps the first space's scan on the main thread.
+    expect(large.workerStarted).toBe(true)
+    await large.close()
+  })
 })
 
 describe('pass 1 in the worker thread', () => {

@@ -9,7 +9,7 @@
  * vanished files as gone. Without a usable parent it becomes a full backup and says so.
  */
 import {randomBytes} from 'node:crypto'
-import {open} from 'node:fs/promises'
+import {open, stat} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {resolve} from 'node:path'
 
@@ -261,6 +261,17 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       // Awaited in turn (or in `finally`): a failure is never unhandled.
       ahead[k].catch(() => {})
     }
+    // What pass 1 will read: each file beyond its parent's capture, by its size now (a file rewritten by
+    // a compaction is scanned whole; missing that only keeps a scan on the main thread).
+    let expectedScan = 0
+    for (const spaceId of order) {
+      const state = chainFileState(parentChain, spaceId)
+      for (const f of sources.files.get(spaceId) ?? []) {
+        const size = (await stat(f.openPath).catch(() => null))?.size ?? 0
+        expectedScan += Math.max(0, size - (state.get(f.name)?.end ?? 0))
+      }
+    }
+    scanner.expect(expectedScan)
     // Nothing can be archived before the first space is scanned (a tar header holds the length):
     // the main thread scans it while the worker scans the second, so both cores work from the start
     // (unless the backup is small enough for every scan to stay on the main thread; see scan-client.ts).
