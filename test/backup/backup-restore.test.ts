@@ -5,13 +5,12 @@
  */
 import {type ChildProcess, execFileSync, spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
-import {cp, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {cp, lstat, mkdir, open, readdir, readFile, rename, rm, stat, symlink, unlink, writeFile} from 'node:fs/promises'
 import {join, relative} from 'node:path'
 import {createInterface} from 'node:readline'
 import type {Readable} from 'node:stream'
 
-import {afterAll, afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
+import {afterEach, beforeAll, describe, expect, it, vi} from 'vitest'
 
 import {AdminClient} from '../../src/lib/admin/client.js'
 import {type BackupOptions, type BackupResult, runBackup} from '../../src/lib/backup/backup.js'
@@ -32,6 +31,7 @@ import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {blake3, repoRoot, sha256} from '../support/fixtures.js'
 import {runCli} from '../support/cli.js'
+import {scratchDirs} from '../support/files.js'
 
 const BIN = join(repoRoot, 'bin', 'run.js')
 const SEC = 1_000_000_000n
@@ -41,15 +41,7 @@ const ZSTD: Compression = {codec: 'zstd', level: 3}
 
 // ------------------------------------------------------------------ helpers
 
-const tmpDirs: string[] = []
-async function tmp(prefix: string): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), `engram-backup-${prefix}-`))
-  tmpDirs.push(d)
-  return d
-}
-afterAll(async () => {
-  while (tmpDirs.length > 0) await rm(tmpDirs.pop()!, {recursive: true, force: true})
-})
+const tmp = scratchDirs('engram-backup')
 
 interface Recording extends Reporter {
   infos: string[]

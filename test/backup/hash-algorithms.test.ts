@@ -5,11 +5,10 @@
  * algorithms, and every manifest is checked with its own.
  */
 import {execFileSync} from 'node:child_process'
-import {cp, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {cp, readFile, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {afterAll, describe, expect, it} from 'vitest'
+import {describe, expect, it} from 'vitest'
 
 import {runBackup} from '../../src/lib/backup/backup.js'
 import {generateData} from '../../src/lib/engine/generate.js'
@@ -20,7 +19,7 @@ import {Repository} from '../../src/lib/repo/repository.js'
 import {verifyBackup} from '../../src/lib/restore/verify.js'
 import type {Reporter} from '../../src/lib/ui/reporter.js'
 import {runCli} from '../support/cli.js'
-import {fileContents} from '../support/files.js'
+import {fileContents, scratchDirs} from '../support/files.js'
 import {blake3, type Json, repoRoot} from '../support/fixtures.js'
 
 const SEC = 1_000_000_000n
@@ -29,15 +28,7 @@ const T0 = 1_795_000_000n * SEC
 const ZSTD: Compression = {codec: 'zstd', level: 3}
 const SPACES = ['alpha', 'beta']
 
-const tmpDirs: string[] = []
-async function tmp(prefix: string): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), `engram-hash-${prefix}-`))
-  tmpDirs.push(d)
-  return d
-}
-afterAll(async () => {
-  while (tmpDirs.length > 0) await rm(tmpDirs.pop()!, {recursive: true, force: true})
-})
+const tmp = scratchDirs('engram-hash')
 
 const quiet = (): Reporter => ({warnings: [], info: () => {}, warn: () => {}, progress: () => {}}) as unknown as Reporter
 

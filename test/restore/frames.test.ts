@@ -10,7 +10,8 @@ import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
 
-import {type ByteReader, FRAME_SIZE, FrameCompressor, zstdUnframes} from '../../src/lib/repo/compression.js'
+import type {ByteReader} from '../../src/lib/repo/backend.js'
+import {FRAME_SIZE, FrameCompressor, zstdUnframes} from '../../src/lib/repo/compression.js'
 import {readTar} from '../../src/lib/restore/tar-reader.js'
 import {pseudoRandomBytes} from '../contract/backend-contract.js'
 

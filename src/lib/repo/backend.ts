@@ -92,12 +92,29 @@ export interface ObjectWriter {
   abort(): Promise<void>
 }
 
-/** An object read in order into the caller's buffers. */
-export interface ObjectReader {
-  /** Reads up to `length` bytes into `dst` at `offset`; resolves with how many, 0 at the end of the object. */
+/** Bytes read in order into the caller's buffers. */
+export interface ByteReader {
+  /** Reads up to `length` bytes into `dst` at `offset`; resolves with how many, 0 at the end. */
   read(dst: Uint8Array, offset: number, length: number): Promise<number>
+}
+
+/** An object read in order into the caller's buffers. */
+export interface ObjectReader extends ByteReader {
   /** Releases the object; safe to call more than once, also after a failed read. */
   close(): Promise<void>
+}
+
+/**
+ * The bytes of `source` 1 MiB at a time, read into one reused buffer: each chunk is valid until the
+ * consumer asks for the next one.
+ */
+export async function* chunksOf(source: ByteReader): AsyncGenerator<Buffer> {
+  const chunk = Buffer.allocUnsafe(1024 * 1024)
+  for (;;) {
+    const n = await source.read(chunk, 0, chunk.length)
+    if (n === 0) return
+    yield chunk.subarray(0, n)
+  }
 }
 
 /**

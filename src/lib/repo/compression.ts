@@ -16,6 +16,7 @@ import {promisify} from 'node:util'
 import {constants, createZstdCompress, type ZstdCompress, zstdDecompress} from 'node:zlib'
 
 import {IntegrityError, UsageError} from '../errors.js'
+import type {ByteReader} from './backend.js'
 
 const decompressAsync = promisify(zstdDecompress)
 
@@ -160,11 +161,6 @@ export class FrameCompressor {
   close(): void {
     this.z.destroy()
   }
-}
-
-/** Where zstdUnframes reads an archive from: up to `length` bytes into `dst` at `offset`, 0 at the end. */
-export interface ByteReader {
-  read(dst: Uint8Array, offset: number, length: number): Promise<number>
 }
 
 /**

@@ -12,8 +12,8 @@ import {SPACE_SUBDIRS} from '../engine/layout.js'
 import {IntegrityError, OpsError} from '../errors.js'
 import {type HashSource, hashSource} from '../hash-worker.js'
 import {EarlyWriteback} from '../writeback.js'
-import {openObjectReader} from '../repo/backend.js'
-import {type ByteReader, zstdUnframes} from '../repo/compression.js'
+import {type ByteReader, chunksOf, openObjectReader} from '../repo/backend.js'
+import {zstdUnframes} from '../repo/compression.js'
 import type {FileCapture, Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import {readTar} from './tar-reader.js'
@@ -83,19 +83,6 @@ class PendingSyncs {
   }
 }
 
-/**
- * An uncompressed archive's bytes, read into one reused buffer: readTar (the consumer) is done with a
- * chunk, or has copied what it keeps, when it asks for the next one.
- */
-async function* chunksOf(source: ByteReader): AsyncGenerator<Buffer> {
-  const chunk = Buffer.allocUnsafe(1024 * 1024)
-  for (;;) {
-    const n = await source.read(chunk, 0, chunk.length)
-    if (n === 0) return
-    yield chunk.subarray(0, n)
-  }
-}
-
 /** Extracts one space's archive of one backup into `staging/<space>/wal/`. */
 async function extractArchive(repo: Repository, m: Manifest, space: string, staging: string, syncs: PendingSyncs, hashes: HashSource, onBytes: ExtractProgress, signal?: AbortSignal): Promise<void> {
   const sp = m.spaces.find((s) => s.space === space)!
@@ -120,6 +107,7 @@ async function extractArchive(repo: Repository, m: Manifest, space: string, stag
       return n
     },
   }
+  // readTar copies what it keeps of a chunk before it asks for the next one, as both sources require.
   const bytes = m.compression.codec === 'zstd' ? zstdUnframes()(hashed) : chunksOf(hashed)
   try {
     for await (const entry of readTar(bytes)) {

@@ -20,7 +20,7 @@ import {readPayloadAt, WalFileReader} from '../engine/reader.js'
 import {EntryType, isEpisodeType} from '../engine/record.js'
 import {EngineStore} from '../engine/store.js'
 import {IntegrityError} from '../errors.js'
-import {openObjectReader} from '../repo/backend.js'
+import {chunksOf, openObjectReader} from '../repo/backend.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import {createEngramServer} from '../server/server.js'
@@ -46,13 +46,12 @@ export interface VerifyResult {
 /** Hashes an object read into one reused buffer (no new Buffer per chunk for the GC to collect). */
 async function hashObject(repo: Repository, key: string, algorithm: HashAlgorithm, signal?: AbortSignal): Promise<{hash: string; size: number}> {
   const h = createHasher(algorithm)
-  const buf = Buffer.allocUnsafe(1024 * 1024)
   let size = 0
   const object = await openObjectReader(repo.backend, key, {signal})
   try {
-    for (let n = await object.read(buf, 0, buf.length); n > 0; n = await object.read(buf, 0, buf.length)) {
-      h.update(buf.subarray(0, n))
-      size += n
+    for await (const c of chunksOf(object)) {
+      h.update(c)
+      size += c.length
     }
   } finally {
     await object.close()

@@ -212,17 +212,18 @@ export class FsBackend implements RepositoryBackend {
       await early.settle().catch(() => {}) // never close the descriptor under a sync in flight
       await fh.close()
     }
-    /** Removes the temporary and throws: our own errors and the abort's reason (an interruption: exit 130) as they are. */
+    /** Removes the temporary and throws: our own errors and aborts as they are, others as backend errors. */
     const fail = async (error: unknown): Promise<never> => {
       await close().catch(() => {})
       await rm(tmp, {force: true}).catch(() => {})
-      if (error instanceof OpsError || (error as Error)?.name === 'AbortError' || (options.signal?.aborted && error === options.signal.reason)) throw error
+      if (error instanceof OpsError || (error as Error)?.name === 'AbortError') throw error
       throw mapError(error, 'write', path)
     }
     return {
       write: async (data) => {
+        // The abort's reason as it is (an interruption keeps exit 130); the caller's abort() removes the temporary.
+        options.signal?.throwIfAborted()
         try {
-          options.signal?.throwIfAborted()
           let done = 0
           while (done < data.length) done += (await fh.write(data, done, data.length - done)).bytesWritten
           early.wrote(data.length)
