@@ -68,5 +68,10 @@ process.stdout.on('error', (error) => {
   throw error
 })
 
-const {execute} = await import('@oclif/core')
-await execute({dir: import.meta.url})
+// `backup full|incremental` (cron's commands) run without loading oclif where their command line is
+// plain; src/backup-fast-path.ts says why and how it stays the same command.
+const ranWithoutOclif = backupCommand && (await (await import('../dist/backup-fast-path.js')).runBackupWithoutOclif(process.argv.slice(2)))
+if (!ranWithoutOclif) {
+  const {execute} = await import('@oclif/core')
+  await execute({dir: import.meta.url})
+}

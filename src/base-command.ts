@@ -4,10 +4,9 @@
  */
 import {Command, Flags, settings} from '@oclif/core'
 
-import {readFile} from 'node:fs/promises'
-
-import {ExitCode, fsError, InterruptedError, type OpsError, toOpsError} from './lib/errors.js'
-import {openRepository} from './lib/repo/open.js'
+import {errorJson, errorText, ExitCode, type OpsError, toOpsError} from './lib/errors.js'
+import {abortOnSignals} from './lib/process.js'
+import {openRepository, readPassphrase} from './lib/repo/open.js'
 import type {Repository} from './lib/repo/repository.js'
 import type {S3Overrides} from './lib/repo/url.js'
 import {createReporter, type Reporter} from './lib/ui/reporter.js'
@@ -30,13 +29,7 @@ export abstract class OpsCommand extends Command {
 
   override async init(): Promise<void> {
     await super.init()
-    const stop = (sig: NodeJS.Signals) => {
-      if (this.abort.signal.aborted) process.exit(130) // second signal: give up on cleanup
-      // The reason is what aborted work rethrows (throwIfAborted): already the exit-130 error.
-      this.abort.abort(new InterruptedError(`interrupted by ${sig}`))
-    }
-    process.once('SIGINT', () => stop('SIGINT'))
-    process.once('SIGTERM', () => stop('SIGTERM'))
+    abortOnSignals(this.abort)
   }
 
   /** Progress and notices on stderr; silent under --json. */
@@ -55,34 +48,22 @@ export abstract class OpsCommand extends Command {
     // The error's code wins over an earlier markPartial() (oclif keeps an exit code already set).
     process.exitCode = e.exitCode
     if (this.jsonEnabled()) return super.catch(e)
-    // Our own rendering: one unwrapped line per fact (oclif wraps at 80 columns without a TTY, which
-    // breaks grep in cron mail), then let oclif exit with the code without printing again.
+    // Our own rendering (oclif wraps at 80 columns without a TTY, which breaks grep in cron mail),
+    // then let oclif exit with the code without printing again.
     const verbose = this.argv.includes('--verbose')
-    const lines = [`Error: ${e.message} [${e.code}]`]
-    if (e.suggestions?.length) lines.push(`Try this: ${e.suggestions[0]}`)
-    if (verbose) {
-      settings.debug = true
-      for (let c: unknown = e; c; c = (c as Error).cause) lines.push((c as Error).stack ?? String(c))
-    }
-    process.stderr.write(`${lines.join('\n')}\n`)
+    if (verbose) settings.debug = true
+    process.stderr.write(errorText(e, verbose))
     e.skipOclifErrorHandling = true
     return super.catch(e)
   }
 
   protected override toErrorJson(err: unknown): unknown {
-    return {error: (err as OpsError).toJSON ? (err as OpsError).toJSON() : toOpsError(err).toJSON()}
+    return errorJson(toOpsError(err))
   }
 
   /** The passphrase of an encrypted repository: from a file, else $ENGRAM_OPS_PASSPHRASE. Never printed. */
   protected async passphrase(file: string | undefined, env = 'ENGRAM_OPS_PASSPHRASE'): Promise<string | undefined> {
-    if (file) {
-      try {
-        return (await readFile(file, 'utf8')).replace(/\r?\n$/, '')
-      } catch (error) {
-        throw fsError(error, 'read passphrase file', file)
-      }
-    }
-    return process.env[env] || undefined
+    return readPassphrase(file, env)
   }
 
   protected async openRepo(flags: {repo: string; 'passphrase-file'?: string}, s3?: S3Overrides): Promise<Repository> {

@@ -1,9 +1,9 @@
 /** Flag builders shared by commands. */
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
 import {parseRfc3339} from './lib/engine/datetime.js'
 import {UsageError} from './lib/errors.js'
+import {DEFAULT_LOCK_WAIT_MS} from './lib/repo/lock.js'
 import {parseBytes, parseDuration} from './lib/ui/format.js'
 
 /** Engram's own rule: ENGRAM_DATA_DIR, else ./engram-data in the working directory. */
@@ -13,10 +13,6 @@ export const dataDirFlag = Flags.string({
   env: 'ENGRAM_DATA_DIR',
   helpValue: 'DIR',
 })
-
-export function resolveDataDir(value: string | undefined): string {
-  return resolve(value ?? 'engram-data')
-}
 
 /** An RFC 3339 time (or a date, meaning midnight UTC), as ns since the epoch. */
 export const timeFlag = Flags.custom<bigint>({
@@ -64,7 +60,7 @@ export const repoFlag = Flags.string({
 
 export const lockWaitFlag = durationFlag({
   summary: 'How long to wait for another engram-ops process holding the repository lock (then exit 12).',
-  default: 30_000,
+  default: DEFAULT_LOCK_WAIT_MS,
 })
 
 export const passphraseFileFlag = Flags.string({

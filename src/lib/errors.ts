@@ -3,7 +3,6 @@
  * failed and on which object, carries one concrete next step, and maps to a documented exit code
  * (docs/exit-codes.md). Anything else that escapes is a bug and exits 1.
  */
-import {Errors} from '@oclif/core'
 
 export const ExitCode = {
   ok: 0,
@@ -34,19 +33,29 @@ export interface OpsErrorOptions {
   details?: Record<string, unknown>
 }
 
-export class OpsError extends Errors.CLIError {
+/**
+ * Not a subclass of oclif's CLIError, so that lib code (and `backup full|incremental`, which run
+ * without oclif: src/backup-fast-path.ts) does not load @oclif/core, about 60 ms of start-up. oclif
+ * reads what it needs by duck typing: the exit code from `oclif.exit`, and `skipOclifErrorHandling`.
+ */
+export class OpsError extends Error {
+  readonly code: string
   readonly exitCode: ExitCodeValue
+  readonly suggestions?: string[]
   readonly subject?: string
   readonly details?: Record<string, unknown>
+  /** Where oclif's error handler looks for the exit code. */
+  readonly oclif: {exit: ExitCodeValue}
+  /** Set once the error has been printed, so that oclif does not print it again. */
+  skipOclifErrorHandling?: boolean
 
   constructor(message: string, options: OpsErrorOptions) {
-    super(message, {
-      code: options.code,
-      exit: options.exit,
-      suggestions: options.suggestion ? [options.suggestion] : undefined,
-    })
+    super(message)
     this.name = new.target.name
+    this.code = options.code
     this.exitCode = options.exit
+    this.oclif = {exit: options.exit}
+    this.suggestions = options.suggestion ? [options.suggestion] : undefined
     this.subject = options.subject
     this.details = options.details
     if (options.cause !== undefined) this.cause = options.cause
@@ -157,12 +166,16 @@ export function fsError(err: unknown, action: string, path: string): OpsError {
 /** The one place where an unknown thrown value becomes an OpsError. */
 export function toOpsError(err: unknown): OpsError {
   if (err instanceof OpsError) return err
-  if (err instanceof Errors.CLIError) {
-    // oclif's own parse errors (unknown flag, missing argument): usage errors.
-    const exit = (err.oclif?.exit ?? ExitCode.usage) as ExitCodeValue
+  const oclif = (err as {oclif?: {exit?: number}} | undefined)?.oclif
+  if (err instanceof Error && oclif && typeof oclif === 'object') {
+    // oclif's own parse errors (unknown flag, missing argument), recognised by the `oclif` property
+    // that all of oclif's errors carry: usage errors.
+    const exit = (oclif.exit ?? ExitCode.usage) as ExitCodeValue
     return new OpsError(err.message, {code: 'USAGE', exit, cause: err, suggestion: 'See --help for the flags this command takes.'})
   }
-  if ((err as Error)?.name === 'AbortError') return new InterruptedError()
+  // An abort rejects some of Node's APIs (timers/promises, streams) with an AbortError whose cause is
+  // the abort's reason: the InterruptedError naming the signal, where there is one.
+  if ((err as Error)?.name === 'AbortError') return (err as Error).cause instanceof OpsError ? ((err as Error).cause as OpsError) : new InterruptedError()
   const message = err instanceof Error ? err.message : String(err)
   return new OpsError(`unexpected error: ${message}`, {
     code: 'UNEXPECTED',
@@ -171,3 +184,17 @@ export function toOpsError(err: unknown): OpsError {
     suggestion: 'Rerun with --verbose and report the stack trace.',
   })
 }
+
+/**
+ * How an error reads on stderr without --json: one unwrapped line per fact (grep in cron mail), the
+ * next step, and with --verbose the stack of every cause.
+ */
+export function errorText(e: OpsError, verbose: boolean): string {
+  const lines = [`Error: ${e.message} [${e.code}]`]
+  if (e.suggestions?.length) lines.push(`Try this: ${e.suggestions[0]}`)
+  if (verbose) for (let c: unknown = e; c; c = (c as Error).cause) lines.push((c as Error).stack ?? String(c))
+  return `${lines.join('\n')}\n`
+}
+
+/** The JSON printed for an error under --json. */
+export const errorJson = (e: OpsError): {error: Record<string, unknown>} => ({error: e.toJSON()})

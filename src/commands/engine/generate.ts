@@ -1,9 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {OpsCommand} from '../../base-command.js'
-import {bytesFlag, dataDirFlag, durationFlag, resolveDataDir, timeFlag} from '../../flags.js'
+import {bytesFlag, dataDirFlag, durationFlag, timeFlag} from '../../flags.js'
 import {generateData, type GenerateResult} from '../../lib/engine/generate.js'
-import {isValidSpaceId} from '../../lib/engine/layout.js'
+import {isValidSpaceId, resolveDataDir} from '../../lib/engine/layout.js'
 import {acquireDataDirLock} from '../../lib/engine/lock.js'
 import {UsageError} from '../../lib/errors.js'
 import {formatBytes, formatDuration, formatRate} from '../../lib/ui/format.js'

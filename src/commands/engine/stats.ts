@@ -1,8 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {OpsCommand} from '../../base-command.js'
-import {dataDirFlag, resolveDataDir} from '../../flags.js'
+import {dataDirFlag} from '../../flags.js'
 import {collectStats, type DataDirStats} from '../../lib/engine/inspect.js'
+import {resolveDataDir} from '../../lib/engine/layout.js'
 import {formatBytes, formatNs} from '../../lib/ui/format.js'
 import {renderTable} from '../../lib/ui/table.js'
 

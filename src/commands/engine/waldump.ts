@@ -1,9 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 
 import {OpsCommand} from '../../base-command.js'
-import {dataDirFlag, resolveDataDir, timeFlag} from '../../flags.js'
+import {dataDirFlag, timeFlag} from '../../flags.js'
 import {formatRfc3339} from '../../lib/engine/datetime.js'
 import {dumpWal, type DumpFileEnd, type DumpRecord, resolveDumpTarget} from '../../lib/engine/inspect.js'
+import {resolveDataDir} from '../../lib/engine/layout.js'
 import {entryTypeFromName} from '../../lib/engine/record.js'
 import {UsageError} from '../../lib/errors.js'
 import {formatBytes} from '../../lib/ui/format.js'

@@ -3,7 +3,7 @@
  * `hot/ warm/ cold/` directories. Space ids follow MemorySpaceId: trimmed, 3–64 bytes of [a-z0-9_-].
  */
 import {readdir, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {join, resolve} from 'node:path'
 
 import {EngineError, fsError, UsageError} from '../errors.js'
 
@@ -128,4 +128,9 @@ export function selectSpaces(d: Discovery, only: readonly string[]): SpaceDir[] 
     })
   }
   return d.spaces.filter((s) => only.length === 0 || only.includes(s.id))
+}
+
+/** The data root a command works on: the flag's value (or ENGRAM_DATA_DIR), else ./engram-data, as Engram. */
+export function resolveDataDir(value: string | undefined): string {
+  return resolve(value ?? 'engram-data')
 }

@@ -54,6 +54,9 @@ export interface LockOptions {
 }
 
 
+/** How long a command waits for the repository lock unless told otherwise (--lock-wait). */
+export const DEFAULT_LOCK_WAIT_MS = 30_000
+
 /** Guards the deletion of a stale lease; see breakStale. */
 const BREAK_KEY = `${LOCK_KEY}.break`
 /** A guard older than this was left by a waiter that died while breaking a lease. */

@@ -9,6 +9,9 @@ import {MemoryBackend} from './backends/memory.js'
 
 const memoryRepos = new Map<string, MemoryBackend>()
 
+/** The server-side encryption modes an S3 repository can ask for (--sse). */
+export const SSE_MODES = ['AES256', 'aws:kms'] as const
+
 /** Options that override what an s3:// URL says (from command-line flags). */
 export interface S3Overrides {
   partSize?: number

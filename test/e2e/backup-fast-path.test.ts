@@ -1,0 +1,274 @@
+/**
+ * `backup full|incremental` run without oclif (src/backup-fast-path.ts). It must be the same command:
+ * its flag table is checked against the oclif commands' definitions, command lines are parsed both
+ * ways and must give the same flags (or be handed to oclif), and the built CLI must print the same
+ * JSON, text and exit codes as the same command run through oclif.
+ */
+import {spawn} from 'node:child_process'
+import {mkdtemp, rm} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {pathToFileURL} from 'node:url'
+
+import {Flags, Parser} from '@oclif/core'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {FAST_BACKUP_FLAGS, parseFastBackupArgs} from '../../src/backup-fast-path.js'
+import BackupFull from '../../src/commands/backup/full.js'
+import BackupIncremental from '../../src/commands/backup/incremental.js'
+import {FsBackend} from '../../src/lib/repo/backends/fs.js'
+import {acquireRepoLock} from '../../src/lib/repo/lock.js'
+import {repoRoot} from '../support/fixtures.js'
+import {type CliRun, runCli} from '../support/cli.js'
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const oclifFlags: Record<string, any> = {json: Flags.boolean(), ...BackupFull.baseFlags, ...BackupFull.flags}
+
+/** oclif's parse of the flags after `backup full`, with `env` as the environment (its flags' env vars). */
+async function oclifParse(argv: string[], env: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  const saved = {...process.env}
+  for (const k of ['ENGRAM_DATA_DIR', 'ENGRAM_OPS_REPO']) delete process.env[k]
+  Object.assign(process.env, env)
+  try {
+    const {flags} = await Parser.parse(argv, {flags: oclifFlags, args: {}, strict: true})
+    return Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))
+  } finally {
+    process.env = saved
+  }
+}
+
+/** The fast path's parse in oclif's shape (json/quiet/verbose back among the flags, false ones left out). */
+function fastParse(argv: string[], env: Record<string, string> = {}): Record<string, unknown> | null {
+  const r = parseFastBackupArgs(argv, env)
+  if (!r) return null
+  return {...r.flags, ...(r.json ? {json: true} : {}), ...(r.quiet ? {quiet: true} : {}), ...(r.verbose ? {verbose: true} : {})}
+}
+
+/** Runs the built CLI's command through oclif, as bin/main.js did before the fast path. */
+function runThroughOclif(args: string[]): Promise<CliRun> {
+  const main = pathToFileURL(join(repoRoot, 'bin', 'main.js')).href
+  const script = `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(main)}, args: ${JSON.stringify(args)}})`
+  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
+  for (const k of ['ENGRAM_DATA_DIR', 'ENGRAM_OPS_REPO', 'ENGRAM_OPS_PASSPHRASE']) delete env[k]
+  return new Promise((resolve, reject) => {
+    const started = Date.now()
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (c: Buffer) => out.push(c))
+    child.stderr.on('data', (c: Buffer) => err.push(c))
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started}))
+  })
+}
+
+describe('the fast path flag table', () => {
+  it('has exactly the oclif commands flags, with the same letters, env vars, repeatability, defaults and kinds', () => {
+    expect(BackupFull.enableJsonFlag).toBe(true)
+    expect(BackupIncremental.enableJsonFlag).toBe(true)
+    expect(BackupIncremental.flags).toBe(BackupFull.flags)
+    expect([...FAST_BACKUP_FLAGS.keys()].sort()).toEqual(Object.keys(oclifFlags).sort())
+    for (const [name, fast] of FAST_BACKUP_FLAGS) {
+      const flag = oclifFlags[name]
+      expect({name, char: fast.char, env: fast.env, multiple: fast.multiple ?? false, default: fast.default, boolean: !fast.parse}).toEqual({
+        name,
+        char: flag.char,
+        env: flag.env,
+        multiple: flag.multiple ?? false,
+        default: flag.default,
+        boolean: flag.type === 'boolean',
+      })
+      // A flag with a list of options takes exactly those values.
+      if (flag.options) {
+        for (const option of flag.options) expect(fast.parse!(option), `${name} ${option}`).toBe(option)
+        expect(fast.parse!('not-an-option')).toBeUndefined()
+      }
+    }
+  })
+})
+
+describe('command lines parsed by the fast path and by oclif', () => {
+  const taken: Array<[string, string[], Record<string, string>?]> = [
+    ['the repository only', ['--repo', '/r']],
+    ['letters, repeated spaces, --flag=value', ['-r', '/r', '-d', '/d', '-s', 'a', '--space', 'b', '--space=c']],
+    [
+      'every flag',
+      [
+        '--repo=s3://b/p',
+        '--data-dir',
+        'rel/dir',
+        '--lock-wait',
+        '5m',
+        '--part-size',
+        '16MiB',
+        '--upload-concurrency',
+        '64',
+        '--sse',
+        'aws:kms',
+        '--sse-kms-key-id',
+        'key',
+        '--storage-class',
+        'STANDARD_IA',
+        '--hash',
+        'sha256',
+        '--label',
+        'nightly run',
+        '--compression',
+        'zstd:3',
+        '--passphrase-file',
+        'pass.txt',
+        '--json',
+        '--quiet',
+        '--verbose',
+      ],
+    ],
+    ['the smallest upload concurrency', ['--repo', '/r', '--upload-concurrency', '1']],
+    ['repository and data directory from the environment', [], {ENGRAM_OPS_REPO: '/env/repo', ENGRAM_DATA_DIR: '/env/data'}],
+    ['a flag wins over its environment variable', ['--repo', '/flag/repo'], {ENGRAM_OPS_REPO: '/env/repo'}],
+  ]
+  for (const [what, argv, env] of taken) {
+    it(`same flags: ${what}`, async () => {
+      const fast = fastParse(argv, env)
+      expect(fast).not.toBeNull()
+      expect(fast).toEqual(await oclifParse(argv, env))
+    })
+  }
+
+  const handedToOclif: Array<[string, string[], Record<string, string>?]> = [
+    ['no repository', []],
+    ['help', ['--repo', '/r', '--help']],
+    ['an argument', ['--repo', '/r', 'extra']],
+    ['a flag without its value', ['--repo']],
+    ['an empty value', ['--repo=']],
+    ['a value that looks like a flag', ['--repo', '/r', '--label', '--json']],
+    ['an unknown flag', ['--repo', '/r', '--dry-run']],
+    ['an unknown letter', ['--repo', '/r', '-x']],
+    ['letters run together', ['-r/r']],
+    ['a hash it does not know', ['--repo', '/r', '--hash', 'md5']],
+    ['upload concurrency 0', ['--repo', '/r', '--upload-concurrency', '0']],
+    ['upload concurrency 65', ['--repo', '/r', '--upload-concurrency', '65']],
+    ['a duration it cannot read', ['--repo', '/r', '--lock-wait', 'soon']],
+    ['a size it cannot read', ['--repo', '/r', '--part-size', 'big']],
+    ['a flag given twice', ['--repo', '/r', '--label', 'a', '--label', 'b']],
+    ['a boolean with a value', ['--repo', '/r', '--json=true']],
+    ['a boolean twice', ['--repo', '/r', '--json', '--json']],
+    ['two values after --space', ['--repo', '/r', '--space', 'a', 'b']],
+    ['--', ['--repo', '/r', '--']],
+    ['an empty environment variable', [], {ENGRAM_OPS_REPO: ''}],
+    ['JSON asked for through the environment', ['--repo', '/r'], {ENGRAM_OPS_CONTENT_TYPE: 'json'}],
+  ]
+  for (const [what, argv, env] of handedToOclif) {
+    it(`handed to oclif: ${what}`, () => {
+      expect(parseFastBackupArgs(argv, env ?? {})).toBeNull()
+    })
+  }
+})
+
+describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
+  let root: string
+  let data: string
+  let repo: string
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'engram-ops-fast-'))
+    data = join(root, 'data')
+    repo = join(root, 'repo')
+    const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', '256KiB', '--spaces', '2', '--no-fsync'])
+    expect(gen.code, gen.stderr).toBe(0)
+    const init = await runCli(['repo', 'init', '--repo', repo])
+    expect(init.code, init.stderr).toBe(0)
+  })
+  afterAll(async () => {
+    await rm(root, {recursive: true, force: true})
+  })
+
+  it('does not load oclif for a plain backup, and prints what the oclif command prints', async () => {
+    // NODE_DEBUG=module names every CommonJS module loaded (oclif is CommonJS).
+    const fast = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo], {env: {NODE_DEBUG: 'module'}})
+    expect(fast.code, fast.stderr).toBe(0)
+    expect(fast.stderr).not.toMatch(/@oclif/)
+    const viaOclif = await runThroughOclif(['backup', 'full', '--data-dir', data, '--repo', repo])
+    expect(viaOclif.code, viaOclif.stderr).toBe(0)
+    const shape = (stdout: string) =>
+      stdout
+        .replace(/\d{8}T\d{6}Z-(full|incr)-[0-9a-f]{6}/g, 'ID')
+        .replace(/in [\d.]+ m?s \([^)]*\)/, 'in T (R)')
+    expect(shape(fast.stdout)).toBe(shape(viaOclif.stdout))
+    expect(fast.stdout).toMatch(/^backup \d{8}T\d{6}Z-full-[0-9a-f]{6} \(full\) complete: 2 files, [\d.]+ KiB captured, [\d.]+ KiB stored, \d+ records in /)
+    expect(fast.stdout.trimEnd().split('\n')).toHaveLength(1)
+  })
+
+  it('prints the same JSON result (keys and totals) as the oclif command', async () => {
+    const fast = await runCli(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--json'])
+    const viaOclif = await runThroughOclif(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--json'])
+    expect([fast.code, viaOclif.code]).toEqual([0, 0])
+    const a = JSON.parse(fast.stdout)
+    const b = JSON.parse(viaOclif.stdout)
+    expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort())
+    expect(a.type).toBe('incremental')
+    expect(a.totals).toEqual(b.totals)
+    expect(a.totals.files).toBe(0)
+  })
+
+  it('fails with the same text, JSON and exit codes', async () => {
+    const missing = join(root, 'no-repo')
+    for (const extra of [[], ['--json'], ['--verbose']]) {
+      const args = ['backup', 'full', '--data-dir', data, '--repo', missing, ...extra]
+      const fast = await runCli(args)
+      const viaOclif = await runThroughOclif(args)
+      expect(fast.code).toBe(11)
+      expect(viaOclif.code).toBe(11)
+      expect(fast.stdout).toBe(viaOclif.stdout)
+      if (extra[0] === '--verbose') {
+        // Stacks differ in their frames (oclif's own are in one of them); the first lines are the same.
+        expect(fast.stderr.split('\n').slice(0, 3)).toEqual(viaOclif.stderr.split('\n').slice(0, 3))
+        expect(fast.stderr).toMatch(/^\s+at /m)
+      } else {
+        expect(fast.stderr).toBe(viaOclif.stderr)
+      }
+    }
+    const json = JSON.parse((await runCli(['backup', 'full', '--data-dir', data, '--repo', missing, '--json'])).stdout)
+    expect(json).toEqual({
+      error: {
+        name: 'OpsError',
+        code: 'REPO_MISSING',
+        message: `no engram-ops repository at ${pathToFileURL(missing).href}`,
+        exitCode: 11,
+        subject: pathToFileURL(missing).href,
+        suggestions: [`Create one with \`engram-ops repo init --repo ${pathToFileURL(missing).href}\`, or check the URL.`],
+      },
+    })
+  })
+
+  it('SIGINT while waiting for the repository lock exits 130, as through oclif', async () => {
+    const holder = await acquireRepoLock(new FsBackend(repo), {command: 'backup full', waitMs: 0})
+    try {
+      for (const viaOclif of [false, true]) {
+        const args = ['backup', 'incremental', '--data-dir', data, '--repo', repo, '--lock-wait', '60s']
+        const main = pathToFileURL(join(repoRoot, 'bin', 'main.js')).href
+        const child = viaOclif
+          ? spawn(process.execPath, ['--input-type=module', '-e', `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(main)}, args: ${JSON.stringify(args)}})`], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe']})
+          : spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe']})
+        let stderr = ''
+        const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+        await new Promise<void>((resolve) =>
+          child.stderr.on('data', (c: Buffer) => {
+            stderr += c.toString('utf8')
+            if (stderr.includes('repository is locked by backup full')) resolve()
+          }),
+        )
+        child.kill('SIGINT')
+        expect(await exited, stderr).toBe(130)
+        expect(stderr).toMatch(/^Error: interrupted by SIGINT \[INTERRUPTED\]$/m)
+      }
+    } finally {
+      await holder.release()
+    }
+  })
+
+  it('hands a command line it does not take to oclif, which reports it as before', async () => {
+    const r = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo, '--dry-run'], {env: {NODE_DEBUG: 'module'}})
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/@oclif\/core/)
+    expect(r.stderr).toMatch(/^Error: Nonexistent flag: --dry-run$/m)
+  })
+})
