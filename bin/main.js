@@ -4,15 +4,15 @@ const [first, second] = process.argv.slice(2)
 const backupCommand = first === 'backup' && (second === 'full' || second === 'incremental')
 
 // Start-up is most of a small incremental backup (a 1 GiB data directory's 1 % incremental takes about
-// 0.25 s, 0.1 s of it loading oclif and our modules). Node's compile cache and skipping oclif's check of
+// 0.15 s, 0.06 s of it starting Node and loading our modules). Node's compile cache and skipping oclif's check of
 // its own Node requirement (semver, loaded only for that; ours is checked in run.js) took about 10 ms each
 // off `--version` (means of 20 runs, two rounds). The cache lives in the user's cache directory, not in
 // the temporary directory, which a backup promises to leave alone; NODE_COMPILE_CACHE chooses another
 // place and NODE_DISABLE_COMPILE_CACHE=1 turns it off. Where it cannot be made, Node goes without.
 // The directories are made here one level at a time: Node's recursive mkdir (which the cache uses)
-// spins forever where mkdir fails with ENOENT under an existing parent (HOME=/proc does that). Backups
-// run with a V8 flag of their own (below), and V8 refuses code cached under other flags: one shared
-// cache was thrown away and rewritten (115 files) whenever a backup followed another command.
+// spins forever where mkdir fails with ENOENT under an existing parent (HOME=/proc does that). Every
+// command runs with the same V8 flags: V8 refuses code cached under other flags, and a cache shared by
+// commands with different flags was thrown away and rewritten (115 files) at each change of command.
 const {enableCompileCache} = await import('node:module')
 if (process.env.NODE_COMPILE_CACHE) enableCompileCache?.()
 else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
@@ -28,7 +28,7 @@ else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
     }
   }
   const root = base && isAbsolute(base) ? join(base, 'engram-ops', 'node-compile-cache') : null
-  const dirs = root ? [base, dirname(root), root, join(root, backupCommand ? 'backup' : 'default')] : []
+  const dirs = root ? [base, dirname(root), root] : []
   const made =
     dirs.length > 0 &&
     dirs.every((dir) => {
@@ -39,7 +39,7 @@ else if (enableCompileCache && !process.env.NODE_DISABLE_COMPILE_CACHE) {
         return error.code === 'EEXIST'
       }
     })
-  if (made) enableCompileCache(dirs[3])
+  if (made) enableCompileCache(root)
 }
 process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 
@@ -49,17 +49,6 @@ process.env.OCLIF_DISABLE_ENGINE_WARNING ??= '1'
 // did not speed them up and cost memory). libuv reads this once, before the pool's first use.
 if (process.env.UV_THREADPOOL_SIZE === undefined && (first === 'restore' || (first === 'backup' && second === 'verify'))) {
   process.env.UV_THREADPOOL_SIZE = '8'
-}
-
-// A backup of several spaces scans its first space on the main thread, a burst of short-lived
-// objects after which V8 grows the young generation (up to 16 MiB semi-spaces). Young collections then come seldom, and the
-// Buffers zlib returns for each compressed frame (their memory is freed only when the Buffer object is
-// collected) pile up: peak RSS of a 1 GiB backup was 206-211 MiB with the growth and 183-188 MiB
-// without it, at the same speed (4 alternating runs each). The flag is read at every young
-// collection, so setting it here, before any work, takes effect.
-if (backupCommand) {
-  const {setFlagsFromString} = await import('node:v8')
-  setFlagsFromString('--semi-space-growth-factor=1')
 }
 
 // `engram-ops backup list | head` closes the pipe before the output ends: that is not an error.

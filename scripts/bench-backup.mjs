@@ -54,7 +54,7 @@ async function incrementalMs(data, repo, runs) {
     times.push((await runCli(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--quiet'])).ms)
     if (i < runs - 1) for (const d of readdirSync(join(repo, 'backups'))) if (!before.has(d)) rmSync(join(repo, 'backups', d), {recursive: true})
   }
-  return median(times)
+  return {ms: median(times), times}
 }
 
 export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
@@ -100,8 +100,9 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
   // Incremental after appending 1 % new records.
   await runCli(['engine', 'generate', '--data-dir', data, '--size', `${Math.round(bytes / 100)}`, '--spaces', '4', '--append', '--start', '2026-11-19T00:00:00Z', '--seed', '7'])
   await sh('sync')
-  const incr = {ms: await incrementalMs(data, repo, runs)}
+  const incr = await incrementalMs(data, repo, runs)
   log(`incremental after 1 % append: ${fmtS(incr.ms)} = ${((100 * incr.ms) / fullMs).toFixed(1)} % of the full backup`)
+  log(`  single runs (s): ${runsOf(incr.times)}`)
 
   // Restore (it fsyncs every file) vs zstd -dc | tar -x followed by an fsync of every file, and
   // restore --no-sync vs zstd -dc | tar -x: each against the baseline that does the same work.
@@ -158,8 +159,8 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
   const bigRun = await fullBackup(big, join(bigRepos, 'big'))
   await runCli(['engine', 'generate', '--data-dir', big, '--size', `${Math.round(bigBytes / 100)}`, '--spaces', '4', '--append', '--start', '2026-11-19T00:00:00Z', '--seed', '7'])
   await sh('sync')
-  const bigIncr = {ms: await incrementalMs(big, bigRun.repo, 3)}
-  log(`full backup ${fmtMiB(bigBytes)}: ${fmtS(bigRun.ms)} (${fmtMiBs(bigBytes, bigRun.ms)}), peak RSS ${fmtMiB(bigRun.rss)}; incremental after 1 %: ${fmtS(bigIncr.ms)} = ${((100 * bigIncr.ms) / bigRun.ms).toFixed(1)} %`)
+  const bigIncr = await incrementalMs(big, bigRun.repo, 3)
+  log(`full backup ${fmtMiB(bigBytes)}: ${fmtS(bigRun.ms)} (${fmtMiBs(bigBytes, bigRun.ms)}), peak RSS ${fmtMiB(bigRun.rss)}; incremental after 1 %: ${fmtS(bigIncr.ms)} = ${((100 * bigIncr.ms) / bigRun.ms).toFixed(1)} % (single runs (s): ${runsOf(bigIncr.times)})`)
   rmSync(bigRepos, {recursive: true, force: true})
   rmSync(big, {recursive: true, force: true})
 

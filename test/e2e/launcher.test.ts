@@ -20,9 +20,9 @@ writeFileSync(probe, "process.stderr.write(`malloc ${process.env.MALLOC_MMAP_THR
 afterAll(() => rmSync(work, {recursive: true, force: true}))
 
 /** Runs `file` as a program (its #! line decides), with the test's Node first on PATH. */
-async function launch(file: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<{stdout: string; stderr: string}> {
+async function launch(file: string, extraEnv: NodeJS.ProcessEnv = {}, args = ['--version']): Promise<{stdout: string; stderr: string}> {
   const env = {...probeEnv(), PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...extraEnv}
-  return run(file, ['--version'], {env, timeout: 20_000})
+  return run(file, args, {env, timeout: 20_000})
 }
 
 /** The test's environment without malloc settings of its own, with the probe preloaded. */
@@ -58,9 +58,17 @@ describe('launcher', () => {
     const tmp = join(work, 'tmp')
     mkdirSync(tmp)
     await launch(cli, {XDG_CACHE_HOME: cache, TMPDIR: tmp})
-    // One directory per set of V8 flags (backups run with one of their own): only `default` for --version.
-    expect(readdirSync(join(cache, 'engram-ops', 'node-compile-cache'))).toEqual(['default'])
-    expect(readdirSync(join(cache, 'engram-ops', 'node-compile-cache', 'default')).length).toBeGreaterThan(0)
+    const root = join(cache, 'engram-ops', 'node-compile-cache')
+    // Node keeps one directory per Node version and set of V8 flags in it.
+    const [dir, ...others] = readdirSync(root)
+    expect(others).toEqual([])
+    const cached = readdirSync(join(root, dir!)).length
+    expect(cached).toBeGreaterThan(0)
+    // A backup (here one that fails at once: no repository) runs without oclif, with the same flags:
+    // it adds its modules to the same cache.
+    await expect(launch(cli, {XDG_CACHE_HOME: cache, TMPDIR: tmp}, ['backup', 'incremental', '--repo', join(work, 'none'), '--data-dir', work])).rejects.toMatchObject({code: 11})
+    expect(readdirSync(root)).toEqual([dir])
+    expect(readdirSync(join(root, dir!)).length).toBeGreaterThan(cached)
     expect(readdirSync(tmp)).toEqual([])
   })
 
