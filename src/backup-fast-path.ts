@@ -8,26 +8,25 @@
  *
  * This path takes only the plain forms of the two commands' flags (`--name value`, `--name=value`,
  * `-c value`) with values it can check itself. Anything else (help, an unknown flag or argument, a
- * value it would reject, a flag given twice) makes `parseFastBackupArgs` return null, and bin/main.js
- * hands the command line to oclif, which runs it or prints its usual error. So oclif stays the one
- * definition of the command line: test/e2e/backup-fast-path.test.ts parses the same command lines
- * with oclif and with this table and requires the same result, and checks the table against the
- * commands' flag definitions.
+ * value it would reject, a flag other than --space given twice, oclif's debug or JSON-by-environment
+ * settings, JSON to a terminal, which oclif may colour) makes it return false, and bin/main.js hands
+ * the command line to oclif, which runs it or prints its usual error. oclif's flag definitions stay
+ * the reference: test/e2e/backup-fast-path.test.ts checks this table against them, parses command
+ * lines with both, and runs the built CLI both ways.
  */
-import {type BackupFlagValues, takeBackup} from './backup-run.js'
 import {HASH_ALGORITHMS} from './lib/digest.js'
-import {errorJson, errorText, toOpsError} from './lib/errors.js'
-import {abortOnSignals} from './lib/process.js'
 import {DEFAULT_LOCK_WAIT_MS} from './lib/repo/lock.js'
 import {SSE_MODES} from './lib/repo/url.js'
 import {parseBytes, parseDuration} from './lib/ui/format.js'
-import {createReporter} from './lib/ui/reporter.js'
+
+import type {BackupFlagValues} from './backup-run.js'
 
 export interface FastFlag {
   /** Parses a value; undefined means "not taken here" (oclif then parses it, or says what is wrong). Absent for a boolean flag. */
   parse?: (text: string) => unknown
   char?: string
   multiple?: boolean
+  required?: boolean
   env?: string
   default?: unknown
 }
@@ -41,7 +40,7 @@ const oneOf =
 /** The flags of `backup full|incremental`, including the global ones (--json, --quiet, --verbose). */
 export const FAST_BACKUP_FLAGS: ReadonlyMap<string, FastFlag> = new Map<string, FastFlag>([
   ['data-dir', {parse: text, char: 'd', env: 'ENGRAM_DATA_DIR'}],
-  ['repo', {parse: text, char: 'r', env: 'ENGRAM_OPS_REPO'}],
+  ['repo', {parse: text, char: 'r', env: 'ENGRAM_OPS_REPO', required: true}],
   ['passphrase-file', {parse: text}],
   ['space', {parse: text, char: 's', multiple: true}],
   ['compression', {parse: text}],
@@ -69,8 +68,8 @@ export interface FastBackupArgs {
 
 /** The flags after `backup full|incremental`, or null where oclif should parse them. */
 export function parseFastBackupArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): FastBackupArgs | null {
-  // oclif's other way of asking for JSON output.
-  if (env.ENGRAM_OPS_CONTENT_TYPE !== undefined) return null
+  // oclif's other way of asking for JSON output, and its debug output.
+  if (env.ENGRAM_OPS_CONTENT_TYPE !== undefined || env.ENGRAM_OPS_DEBUG !== undefined || env.DEBUG !== undefined) return null
   const values = new Map<string, unknown>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
@@ -109,7 +108,7 @@ export function parseFastBackupArgs(argv: readonly string[], env: NodeJS.Process
       values.set(name, flag.default)
     }
   }
-  if (!values.has('repo')) return null
+  for (const [name, flag] of FAST_BACKUP_FLAGS) if (flag.required && !values.has(name)) return null
   const {json, quiet, verbose, ...flags} = Object.fromEntries(values)
   return {flags: flags as unknown as BackupFlagValues, json: json === true, quiet: quiet === true, verbose: verbose === true}
 }
@@ -122,7 +121,14 @@ export async function runBackupWithoutOclif(argv: readonly string[]): Promise<bo
   const [topic, type, ...rest] = argv
   if (topic !== 'backup' || (type !== 'full' && type !== 'incremental')) return false
   const args = parseFastBackupArgs(rest)
-  if (!args) return false
+  if (!args || (args.json && process.stdout.isTTY)) return false
+  // Loaded only now: a command line handed to oclif does not load the backup code first.
+  const [{takeBackup}, {errorJson, errorText, toOpsError}, {abortOnSignals}, {createReporter}] = await Promise.all([
+    import('./backup-run.js'),
+    import('./lib/errors.js'),
+    import('./lib/process.js'),
+    import('./lib/ui/reporter.js'),
+  ])
   const abort = new AbortController()
   abortOnSignals(abort)
   const reporter = createReporter({json: args.json, quiet: args.quiet})

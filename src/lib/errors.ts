@@ -168,13 +168,16 @@ export function toOpsError(err: unknown): OpsError {
   if (err instanceof OpsError) return err
   const oclif = (err as {oclif?: {exit?: number}} | undefined)?.oclif
   if (err instanceof Error && oclif && typeof oclif === 'object') {
-    // oclif's own parse errors (unknown flag, missing argument), recognised by the `oclif` property
-    // that all of oclif's errors carry: usage errors.
-    const exit = (oclif.exit ?? ExitCode.usage) as ExitCodeValue
+    // oclif's own parse errors (unknown flag, missing or repeated value, a value not among the
+    // options), recognised by the `oclif` property that all of oclif's errors carry: usage errors,
+    // exit 2. Their own `oclif.exit` is not used: oclif fills it from package.json's exitCodes, whose
+    // `default` (1) it gives to several of them. Only oclif's exit() (EEXIT) keeps its code.
+    const exit = ((err as {code?: string}).code === 'EEXIT' ? (oclif.exit ?? ExitCode.unexpected) : ExitCode.usage) as ExitCodeValue
     return new OpsError(err.message, {code: 'USAGE', exit, cause: err, suggestion: 'See --help for the flags this command takes.'})
   }
   // An abort rejects some of Node's APIs (timers/promises, streams) with an AbortError whose cause is
-  // the abort's reason: the InterruptedError naming the signal, where there is one.
+  // the abort's reason: the InterruptedError naming the signal, or the failure that stopped the other
+  // work (a backup's failed archive stops the rest), whose exit code is then the one that counts.
   if ((err as Error)?.name === 'AbortError') return (err as Error).cause instanceof OpsError ? ((err as Error).cause as OpsError) : new InterruptedError()
   const message = err instanceof Error ? err.message : String(err)
   return new OpsError(`unexpected error: ${message}`, {

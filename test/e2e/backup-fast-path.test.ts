@@ -63,21 +63,30 @@ function runThroughOclif(args: string[]): Promise<CliRun> {
 }
 
 describe('the fast path flag table', () => {
-  it('has exactly the oclif commands flags, with the same letters, env vars, repeatability, defaults and kinds', () => {
-    expect(BackupFull.enableJsonFlag).toBe(true)
-    expect(BackupIncremental.enableJsonFlag).toBe(true)
-    expect(BackupIncremental.flags).toBe(BackupFull.flags)
+  it('has exactly the oclif commands flags, with the same letters, env vars, repeatability, requirement, defaults and kinds', () => {
+    for (const command of [BackupFull, BackupIncremental]) {
+      expect(command.enableJsonFlag).toBe(true)
+      expect(command.flags).toBe(BackupFull.flags)
+      // Nothing the fast path does not implement: arguments, non-strict parsing, constraints.
+      expect(Object.keys(command.args ?? {})).toEqual([])
+      expect(command.strict).not.toBe(false)
+    }
     expect([...FAST_BACKUP_FLAGS.keys()].sort()).toEqual(Object.keys(oclifFlags).sort())
     for (const [name, fast] of FAST_BACKUP_FLAGS) {
       const flag = oclifFlags[name]
-      expect({name, char: fast.char, env: fast.env, multiple: fast.multiple ?? false, default: fast.default, boolean: !fast.parse}).toEqual({
+      expect({name, char: fast.char, env: fast.env, multiple: fast.multiple ?? false, required: fast.required ?? false, default: fast.default, boolean: !fast.parse}).toEqual({
         name,
         char: flag.char,
         env: flag.env,
         multiple: flag.multiple ?? false,
+        required: flag.required ?? false,
         default: flag.default,
         boolean: flag.type === 'boolean',
       })
+      // Flag features that change parsing and that the fast path does not implement.
+      for (const feature of ['dependsOn', 'exclusive', 'relationships', 'exactlyOne', 'atLeastOne', 'combinable', 'delimiter', 'allowStdin', 'deprecated', 'aliases', 'charAliases', 'allowNo', 'multipleNonGreedy']) {
+        expect(flag[feature] === undefined || flag[feature] === false, `${name}.${feature}`).toBe(true)
+      }
       // A flag with a list of options takes exactly those values.
       if (flag.options) {
         for (const option of flag.options) expect(fast.parse!(option), `${name} ${option}`).toBe(option)
@@ -164,6 +173,17 @@ describe('command lines parsed by the fast path and by oclif', () => {
   }
 })
 
+/**
+ * The built CLI as a user runs it, checked to have run without oclif: NODE_DEBUG=module names every
+ * CommonJS module loaded (oclif is CommonJS) on stderr, from where those lines are then removed.
+ */
+async function runFast(args: string[]): Promise<CliRun> {
+  const r = await runCli(args, {env: {NODE_DEBUG: 'module'}})
+  expect(r.stderr, `${args.join(' ')} loaded oclif`).not.toMatch(/@oclif/)
+  expect(r.stderr, 'NODE_DEBUG=module had no effect: the check above proves nothing').toMatch(/^MODULE \d+: /m)
+  return {...r, stderr: r.stderr.replace(/^MODULE \d+: .*\n/gm, '')}
+}
+
 describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
   let root: string
   let data: string
@@ -174,46 +194,50 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
     repo = join(root, 'repo')
     const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', '256KiB', '--spaces', '2', '--no-fsync'])
     expect(gen.code, gen.stderr).toBe(0)
-    const init = await runCli(['repo', 'init', '--repo', repo])
-    expect(init.code, init.stderr).toBe(0)
+    for (const r of [repo, join(root, 'repo-oclif')]) {
+      const init = await runCli(['repo', 'init', '--repo', r])
+      expect(init.code, init.stderr).toBe(0)
+    }
   })
   afterAll(async () => {
     await rm(root, {recursive: true, force: true})
   })
 
-  it('does not load oclif for a plain backup, and prints what the oclif command prints', async () => {
-    // NODE_DEBUG=module names every CommonJS module loaded (oclif is CommonJS).
-    const fast = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo], {env: {NODE_DEBUG: 'module'}})
-    expect(fast.code, fast.stderr).toBe(0)
-    expect(fast.stderr).not.toMatch(/@oclif/)
-    const viaOclif = await runThroughOclif(['backup', 'full', '--data-dir', data, '--repo', repo])
-    expect(viaOclif.code, viaOclif.stderr).toBe(0)
-    const shape = (stdout: string) =>
-      stdout
-        .replace(/\d{8}T\d{6}Z-(full|incr)-[0-9a-f]{6}/g, 'ID')
-        .replace(/in [\d.]+ m?s \([^)]*\)/, 'in T (R)')
-    expect(shape(fast.stdout)).toBe(shape(viaOclif.stdout))
-    expect(fast.stdout).toMatch(/^backup \d{8}T\d{6}Z-full-[0-9a-f]{6} \(full\) complete: 2 files, [\d.]+ KiB captured, [\d.]+ KiB stored, \d+ records in /)
-    expect(fast.stdout.trimEnd().split('\n')).toHaveLength(1)
-  })
+  /** A result with what differs from run to run (ids, times, durations) replaced. */
+  const stable = (text: string) =>
+    text
+      .replace(/\d{8}T\d{6}Z-(full|incr)-[0-9a-f]{6}/g, 'ID')
+      .replace(/in [\d.]+ m?s \([^)]*\)/g, 'in T (R)')
+      .replace(/"(startedAt|finishedAt)": "[^"]*"/g, '"$1": "T"')
+      .replace(/"durationMs": \d+/g, '"durationMs": 0')
 
-  it('prints the same JSON result (keys and totals) as the oclif command', async () => {
-    const fast = await runCli(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--json'])
-    const viaOclif = await runThroughOclif(['backup', 'incremental', '--data-dir', data, '--repo', repo, '--json'])
-    expect([fast.code, viaOclif.code]).toEqual([0, 0])
-    const a = JSON.parse(fast.stdout)
-    const b = JSON.parse(viaOclif.stdout)
-    expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort())
-    expect(a.type).toBe('incremental')
-    expect(a.totals).toEqual(b.totals)
-    expect(a.totals.files).toBe(0)
+  it('backup full and incremental print what the oclif commands print, text and JSON', async () => {
+    const other = join(root, 'repo-oclif')
+    for (const type of ['full', 'incremental']) {
+      for (const extra of [[], ['--json']]) {
+        const fast = await runFast(['backup', type, '--data-dir', data, '--repo', repo, ...extra])
+        const viaOclif = await runThroughOclif(['backup', type, '--data-dir', data, '--repo', other, ...extra])
+        expect([fast.code, viaOclif.code], `${fast.stderr}\n${viaOclif.stderr}`).toEqual([0, 0])
+        expect(stable(fast.stdout)).toBe(stable(viaOclif.stdout))
+        // Progress notes: timestamped, and archives finish in any order.
+        const notes = (text: string) => stable(text).replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '').split('\n').sort()
+        expect(notes(fast.stderr)).toEqual(notes(viaOclif.stderr))
+        if (extra.length > 0) {
+          expect(fast.stdout).toMatch(/^\{\n {2}"id": /)
+          expect(JSON.parse(fast.stdout).type).toBe(type)
+        } else {
+          expect(fast.stdout).toMatch(new RegExp(`^backup \\d{8}T\\d{6}Z-${type === 'full' ? 'full' : 'incr'}-[0-9a-f]{6} \\(${type}( on [^)]+)?\\) complete: \\d+ files, [\\d.]+ (KiB|B) captured, [\\d.]+ (KiB|B) stored, \\d+ records in `))
+          expect(fast.stdout.trimEnd().split('\n')).toHaveLength(1)
+        }
+      }
+    }
   })
 
   it('fails with the same text, JSON and exit codes', async () => {
     const missing = join(root, 'no-repo')
     for (const extra of [[], ['--json'], ['--verbose']]) {
       const args = ['backup', 'full', '--data-dir', data, '--repo', missing, ...extra]
-      const fast = await runCli(args)
+      const fast = await runFast(args)
       const viaOclif = await runThroughOclif(args)
       expect(fast.code).toBe(11)
       expect(viaOclif.code).toBe(11)
@@ -226,7 +250,7 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
         expect(fast.stderr).toBe(viaOclif.stderr)
       }
     }
-    const json = JSON.parse((await runCli(['backup', 'full', '--data-dir', data, '--repo', missing, '--json'])).stdout)
+    const json = JSON.parse((await runFast(['backup', 'full', '--data-dir', data, '--repo', missing, '--json'])).stdout)
     expect(json).toEqual({
       error: {
         name: 'OpsError',
@@ -247,7 +271,7 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
         const main = pathToFileURL(join(repoRoot, 'bin', 'main.js')).href
         const child = viaOclif
           ? spawn(process.execPath, ['--input-type=module', '-e', `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(main)}, args: ${JSON.stringify(args)}})`], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe']})
-          : spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe']})
+          : spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NODE_DEBUG: 'module'}})
         let stderr = ''
         const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
         await new Promise<void>((resolve) =>
@@ -259,16 +283,25 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
         child.kill('SIGINT')
         expect(await exited, stderr).toBe(130)
         expect(stderr).toMatch(/^Error: interrupted by SIGINT \[INTERRUPTED\]$/m)
+        if (!viaOclif) expect(stderr).not.toMatch(/@oclif/)
       }
     } finally {
       await holder.release()
     }
   })
 
-  it('hands a command line it does not take to oclif, which reports it as before', async () => {
-    const r = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo, '--dry-run'], {env: {NODE_DEBUG: 'module'}})
-    expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/@oclif\/core/)
-    expect(r.stderr).toMatch(/^Error: Nonexistent flag: --dry-run$/m)
+  it('hands a command line it does not take to oclif, which reports a usage error (exit 2)', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--dry-run'], /^Error: Nonexistent flag: --dry-run$/m],
+      [['--hash', 'md5'], /^Error: Expected --hash=md5 to be one of: /m],
+      [['--label', 'a', '--label', 'b'], /^Error: Flag --label can only be specified once/m],
+      [['--label'], /^Error: Flag --label expects a value/m],
+    ]
+    for (const [extra, message] of cases) {
+      const r = await runCli(['backup', 'full', '--data-dir', data, '--repo', repo, ...extra], {env: {NODE_DEBUG: 'module'}})
+      expect(r.stderr).toMatch(/@oclif\/core/)
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr).toMatch(message)
+    }
   })
 })

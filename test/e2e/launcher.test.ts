@@ -64,8 +64,8 @@ describe('launcher', () => {
     expect(others).toEqual([])
     const cached = readdirSync(join(root, dir!)).length
     expect(cached).toBeGreaterThan(0)
-    // A backup (here one that fails at once: no repository) runs without oclif, with the same flags:
-    // it adds its modules to the same cache.
+    // A backup (here one that fails at once: no repository) runs without oclif and adds its modules
+    // to the same cache.
     await expect(launch(cli, {XDG_CACHE_HOME: cache, TMPDIR: tmp}, ['backup', 'incremental', '--repo', join(work, 'none'), '--data-dir', work])).rejects.toMatchObject({code: 11})
     expect(readdirSync(root)).toEqual([dir])
     expect(readdirSync(join(root, dir!)).length).toBeGreaterThan(cached)
