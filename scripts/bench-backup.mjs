@@ -1,7 +1,7 @@
 // Backup benchmark (issue 3): full backup against `tar -cf - DIR | zstd -3 -T0` on the same data,
 // peak RSS at two data sizes, incremental after a 1 % append, restore against `zstd -dc | tar -x`,
 // and level-3 verification and PITR throughput.
-import {readdirSync, rmSync, statSync} from 'node:fs'
+import {mkdirSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {fmtMiB, fmtMiBs, fmtS, machine, median, MiB, pass, runCli, scratch, sh, walBytes, writeSection} from './bench-lib.mjs'
@@ -27,16 +27,23 @@ async function fullBackup(data, repo, extra = []) {
 }
 
 /**
- * Runs the steps in turn, `runs` times; returns each step's results. Dirty pages are written out
- * before every step (untimed): otherwise a step pays for the write-back of the previous step's output
- * (its fsyncs queue behind it), which made the order of the steps decide the ratios.
+ * Runs the steps in turn, `runs` times; returns each step's results (in the order of `steps`). Dirty
+ * pages are written out before every step (untimed): otherwise a step pays for the write-back of the
+ * previous step's output (its fsyncs queue behind it), which made the order of the steps decide the
+ * ratios. The order also rotates from round to round (round i starts with step i): on this VM a step's
+ * system time depends on what the step before it freed and when (memory the host has taken back is
+ * slow to touch again), and in a fixed order one step always followed the same other step. In two
+ * runs of this script with a fixed order, `restore --no-sync` took 2.06-2.79 s and the default restore,
+ * which does strictly more work, 1.57-1.78 s (besides one outlier of 3.5-3.8 s each); a shell loop on
+ * the same machine in another order gave the reverse (1.54-2.16 s against 2.26-3.50 s).
  */
 async function alternate(runs, ...steps) {
   const out = steps.map(() => [])
   for (let i = 0; i < runs; i++) {
-    for (const [k, step] of steps.entries()) {
+    for (let j = 0; j < steps.length; j++) {
+      const k = (i + j) % steps.length
       await sh('sync')
-      out[k].push(await step(i))
+      out[k].push(await steps[k](i))
     }
   }
   return out
@@ -107,29 +114,26 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
   // Restore (it fsyncs every file) vs zstd -dc | tar -x followed by an fsync of every file, and
   // restore --no-sync vs zstd -dc | tar -x: each against the baseline that does the same work.
   const rdir = scratch('restore')
-  const ourRestore = async (extra) => {
-    const to = join(rdir, 'x')
-    const r = await runCli(['restore', '--latest', '--repo', repo, '--to', to, '--quiet', ...extra])
+  // Each step removes its previous output just before it runs (untimed), as the full backups do.
+  const ourRestore = async (extra, name) => {
+    const to = join(rdir, name)
     rmSync(to, {recursive: true, force: true})
-    return r.ms
+    return (await runCli(['restore', '--latest', '--repo', repo, '--to', to, '--quiet', ...extra])).ms
+  }
+  const tarRestore = async (name, after = '') => {
+    const to = join(rdir, name)
+    rmSync(to, {recursive: true, force: true})
+    mkdirSync(to)
+    return (await sh(`zstd -dc '${archive3}' | tar -x -C '${to}'${after && ` && ${after.replaceAll('DIR', `'${to}'`)}`}`)).ms
   }
   const [restores, baseRestores, durableRestores, unsyncedRestores] = await alternate(
     runs,
-    () => ourRestore([]),
-    async () => {
-      const to = scratch('restore-baseline')
-      const {ms} = await sh(`zstd -dc '${archive3}' | tar -x -C '${to}'`)
-      rmSync(to, {recursive: true, force: true})
-      return ms
-    },
-    async () => {
-      const to = scratch('restore-baseline')
-      const {ms} = await sh(`zstd -dc '${archive3}' | tar -x -C '${to}' && find '${to}' -type f -exec sync {} +`)
-      rmSync(to, {recursive: true, force: true})
-      return ms
-    },
-    () => ourRestore(['--no-sync']),
+    () => ourRestore([], 'ours'),
+    () => tarRestore('tar'),
+    () => tarRestore('tar-fsync', 'find DIR -type f -exec sync {} +'),
+    () => ourRestore(['--no-sync'], 'ours-no-sync'),
   )
+  rmSync(rdir, {recursive: true, force: true})
   const rMs = median(restores)
   const bMs = median(baseRestores)
   const dMs = median(durableRestores)
@@ -177,7 +181,7 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
       '## Backup, restore, verification (issue 3)',
       '',
       `Measured ${new Date().toISOString().slice(0, 10)} on ${await machine()}.`,
-      `Data: \`engine generate\`, 4 spaces. Local repository on the same filesystem. Times are wall clock of the whole CLI run (startup included), medians of ${runs} alternating runs, each started after \`sync\` (so none pays for the previous one's write-back) and right after removing its own previous output (the baselines' \`zstd -f\` overwrites its archive; engram-ops' previous repository is removed just before the next run), so that each writes into memory it freed itself a moment earlier. engram-ops compresses with zstd level 1 by default (docs/architecture.md says why); the zstd:3 row shows the same job at the baseline's level.`,
+      `Data: \`engine generate\`, 4 spaces. Local repository on the same filesystem. Times are wall clock of the whole CLI run (startup included), medians of ${runs} alternating runs (the order rotated from round to round), each started after \`sync\` (so none pays for the previous one's write-back) and right after removing its own previous output (the baselines' \`zstd -f\` overwrites its archive; engram-ops' previous repository is removed just before the next run), so that each writes into memory it freed itself a moment earlier. engram-ops compresses with zstd level 1 by default (docs/architecture.md says why); the zstd:3 row shows the same job at the baseline's level.`,
       '',
       '| measurement | engram-ops | baseline in the same run | ratio | bar |',
       '|---|---|---|---|---|',
