@@ -4,7 +4,7 @@
  * fresh, empty place (a temp directory, a bucket prefix) and removes it in `cleanup`.
  */
 import {existsSync} from 'node:fs'
-import {mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -71,6 +71,34 @@ describe('FsBackend specifics', () => {
     expect(keys).toEqual(['backups/x/a'])
     expect(await backend.sweepTemporaries(0)).toBe(1)
     expect(await readdir(join(dir, 'repo', 'backups', 'x'))).toEqual(['a'])
+  })
+
+  it('lists and sweeps a repository of many directories completely (directories are walked concurrently)', async () => {
+    const {dir, backend} = await fresh()
+    const expected: string[] = []
+    for (let i = 0; i < 60; i++) {
+      const id = `b${String(i).padStart(3, '0')}`
+      for (const name of ['manifest.json', 'space.tar.zst']) {
+        await backend.put(`backups/${id}/${name}`, Buffer.alloc(i + 1, 0x62))
+        expected.push(`backups/${id}/${name}`)
+      }
+      // Every third backup holds a temporary of a crashed put beside its objects.
+      if (i % 3 === 0) await writeFile(join(dir, 'repo', 'backups', id, 'late.tmp-0123456789ab'), 'partial')
+    }
+    for (let i = 0; i < 12; i++) {
+      await mkdir(join(dir, 'repo', 'backups', `crashed${i}`), {recursive: true})
+      await writeFile(join(dir, 'repo', 'backups', `crashed${i}`, 'manifest.json.tmp-0123456789ab'), 'partial')
+    }
+    const listed: Array<{key: string; size: number}> = []
+    for await (const o of backend.list('backups/')) listed.push({key: o.key, size: o.size})
+    expected.sort()
+    expect(listed.map((o) => o.key)).toEqual(expected)
+    expect(listed.find((o) => o.key === 'backups/b059/space.tar.zst')?.size).toBe(60)
+    expect(await backend.sweepTemporaries(0)).toBe(20 + 12)
+    // The directories that held only a temporary are gone; the others keep exactly their objects.
+    expect((await readdir(join(dir, 'repo', 'backups'))).filter((d) => d.startsWith('crashed'))).toEqual([])
+    expect((await readdir(join(dir, 'repo', 'backups', 'b003'))).sort()).toEqual(['manifest.json', 'space.tar.zst'])
+    expect(await backend.sweepTemporaries(0)).toBe(0)
   })
 
   it('reads what another FsBackend on the same root wrote (read-after-write across instances)', async () => {

@@ -27,6 +27,7 @@ export default class BackupList extends OpsCommand {
     const {flags} = await this.parse(BackupList)
     const repo = await this.openRepo(flags)
     const all = await repo.backups()
+    const verifications = await repo.lastVerifications(all.filter((b) => b.manifest))
     const rows: BackupListRow[] = []
     for (const b of all) {
       const m = b.manifest
@@ -42,7 +43,7 @@ export default class BackupList extends OpsCommand {
         bytes: m.totals.bytes,
         storedBytes: m.totals.archiveBytes,
         label: m.label,
-        lastVerification: await repo.lastVerification(m.id),
+        lastVerification: verifications.get(m.id) ?? null,
       })
     }
     rows.sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : 0))

@@ -10,11 +10,15 @@ import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import pMap from 'p-map'
+
 import {OpsError} from '../../errors.js'
 import {EarlyWriteback} from '../../writeback.js'
 import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type ObjectWriter, type PutOptions, type RepositoryBackend} from '../backend.js'
 
 const TMP_MARK = '.tmp-'
+/** Calls at once per directory while walking the repository (each level has its own allowance). */
+const WALK_CONCURRENCY = 16
 
 function mapError(error: unknown, action: string, path: string): BackendError {
   const code = (error as NodeJS.ErrnoException)?.code
@@ -85,6 +89,8 @@ export class FsBackend implements RepositoryBackend {
     const dirKey = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : ''
     const start = dirKey ? join(this.root, ...dirKey.split('/')) : this.root
     const out: ObjectInfo[] = []
+    // The entries of a directory are looked at concurrently (subdirectories and stats alike): one
+    // after another, listing a repository of 305 backups took 67 ms, mostly waiting for each call.
     const walk = async (dir: string): Promise<void> => {
       let entries
       try {
@@ -93,46 +99,52 @@ export class FsBackend implements RepositoryBackend {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
         throw mapError(error, 'list', dir)
       }
-      for (const e of entries) {
-        const p = join(dir, e.name)
-        if (e.isDirectory()) await walk(p)
-        else if (e.isFile() && !e.name.includes(TMP_MARK)) {
+      await pMap(
+        entries,
+        async (e) => {
+          const p = join(dir, e.name)
+          if (e.isDirectory()) return walk(p)
+          if (!e.isFile() || e.name.includes(TMP_MARK)) return
           const key = relative(this.root, p).split(sep).join('/')
-          if (!key.startsWith(prefix)) continue
+          if (!key.startsWith(prefix)) return
           try {
             const st = await stat(p)
             out.push({key, size: st.size, modified: st.mtime})
           } catch (error) {
             if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'stat', p)
           }
-        }
-      }
+        },
+        {concurrency: WALK_CONCURRENCY},
+      )
     }
     await walk(start)
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     yield* out
   }
 
-  /** Opens an object's file; a key that is only a prefix of other keys (a directory here) is no object, as stat() says. */
-  private async openObject(path: string): Promise<FileHandle> {
+  /** Opens an object's file, with its size; a key that is only a prefix of other keys (a directory here) is no object, as stat() says. */
+  private async openObject(path: string): Promise<{fh: FileHandle; size: number}> {
     const fh = await open(path, 'r')
-    if (!(await fh.stat()).isFile()) {
+    const st = await fh.stat()
+    if (!st.isFile()) {
       await fh.close()
       throw Object.assign(new Error('not a file'), {code: 'ENOENT'})
     }
-    return fh
+    return {fh, size: st.size}
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Readable> {
     const path = this.path(key)
     try {
-      const fh = await this.openObject(path)
+      const {fh, size} = await this.openObject(path)
       const {offset = 0, length} = options.range ?? {}
       return createReadStream('', {
         fd: fh,
         start: offset,
         end: length === undefined ? undefined : offset + length - 1,
-        highWaterMark: 1024 * 1024,
+        // Chunks of 1 MiB, or the object's size if smaller: a 1 MiB Buffer per manifest read (a few
+        // KiB each) made a backup in a repository of 300 backups allocate 300 MiB and collect it.
+        highWaterMark: Math.max(1, Math.min(1024 * 1024, length ?? size - offset)),
         signal: options.signal,
       })
     } catch (error) {
@@ -144,7 +156,7 @@ export class FsBackend implements RepositoryBackend {
     const path = this.path(key)
     let fh: FileHandle
     try {
-      fh = await this.openObject(path)
+      fh = (await this.openObject(path)).fh
     } catch (error) {
       throw mapError(error, 'read', path)
     }
@@ -306,10 +318,12 @@ export class FsBackend implements RepositoryBackend {
       } catch {
         return
       }
-      for (const e of entries) {
-        const p = join(dir, e.name)
-        if (e.isDirectory()) await walk(p)
-        else if (e.name.includes(TMP_MARK)) {
+      await pMap(
+        entries,
+        async (e) => {
+          const p = join(dir, e.name)
+          if (e.isDirectory()) return walk(p)
+          if (!e.name.includes(TMP_MARK)) return
           const st = await stat(p).catch(() => null)
           // 0 means every one: mtimeMs has sub-millisecond precision and Date.now() does not, so a
           // file written this millisecond can look younger than 0 ms (the sweep's test failed once).
@@ -318,8 +332,9 @@ export class FsBackend implements RepositoryBackend {
             removed++
             emptied.add(dir)
           }
-        }
-      }
+        },
+        {concurrency: WALK_CONCURRENCY},
+      )
     }
     await walk(this.root)
     // A run that crashed while writing its first object leaves backups/<id>/ holding only the temp file.
