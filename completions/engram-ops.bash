@@ -18,7 +18,7 @@ backup:list --json --verbose --quiet --repo --passphrase-file
 backup:prune --json --verbose --quiet --repo --passphrase-file --keep-last --keep-daily --keep-weekly --keep-monthly --keep-within --min-full --dry-run --yes --lock-wait
 backup:show --json --verbose --quiet --repo --passphrase-file
 backup:verify --json --verbose --quiet --repo --passphrase-file --latest --all --level
-engine:generate --json --verbose --quiet --data-dir --spaces --space --episodes --size --seed --start --window --append --no-fsync
+engine:generate --json --verbose --quiet --data-dir --spaces --space --episodes --size --seed --start --window --append --no-sync
 engine:serve --json --verbose --quiet --data-dir --host --port --pid-file --api-key --truncate-torn
 engine:stats --json --verbose --quiet --data-dir --space
 engine:waldump --json --verbose --quiet --data-dir --space --from --to --type --stats

@@ -114,7 +114,7 @@ complete -c engram-ops -n '__engram_ops_at engine generate' -l append -d 'Append
 complete -c engram-ops -n '__engram_ops_at engine generate' -l data-dir -s d -r -F -d 'Engram data root (default: $ENGRAM_DATA_DIR, else ./engram-data, as Engram).'
 complete -c engram-ops -n '__engram_ops_at engine generate' -l episodes -s n -r -d 'Episodes per space.'
 complete -c engram-ops -n '__engram_ops_at engine generate' -l json -d 'Format output as json.'
-complete -c engram-ops -n '__engram_ops_at engine generate' -l no-fsync -d 'Skip the fsync per batch (faster, not crash-safe).'
+complete -c engram-ops -n '__engram_ops_at engine generate' -l no-sync -d 'Skip the fsync per batch (faster, not crash-safe).'
 complete -c engram-ops -n '__engram_ops_at engine generate' -l quiet -d 'Print only warnings, errors and the result.'
 complete -c engram-ops -n '__engram_ops_at engine generate' -l seed -r -d 'PRNG seed.'
 complete -c engram-ops -n '__engram_ops_at engine generate' -l size -r -d 'Total WAL bytes to write across all spaces (overrides --episodes), e.g. 1GiB.'

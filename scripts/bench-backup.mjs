@@ -67,7 +67,7 @@ async function incrementalMs(data, repo, runs) {
 export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
   const log = (s) => console.log(s)
   const data = scratch('backup-data')
-  await runCli(['engine', 'generate', '--data-dir', data, '--size', `${sizeGiB}GiB`, '--spaces', '4', '--no-fsync'])
+  await runCli(['engine', 'generate', '--data-dir', data, '--size', `${sizeGiB}GiB`, '--spaces', '4', '--no-sync'])
   const bytes = walBytes(data)
   await sh(`cat $(find '${data}' -name '*.log') > /dev/null`)
 
@@ -156,7 +156,7 @@ export async function benchBackup({sizeGiB = 1, runs = 5, largeGiB = 4} = {}) {
 
   // Peak RSS, and the incremental's share, at a larger size.
   const big = scratch('backup-big')
-  await runCli(['engine', 'generate', '--data-dir', big, '--size', `${largeGiB}GiB`, '--spaces', '4', '--no-fsync'])
+  await runCli(['engine', 'generate', '--data-dir', big, '--size', `${largeGiB}GiB`, '--spaces', '4', '--no-sync'])
   const bigBytes = walBytes(big)
   await sh('sync')
   const bigRepos = scratch('repo')

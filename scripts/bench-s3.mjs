@@ -18,7 +18,7 @@ export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
   const s3url = () => `s3://bench/run-${n++}?endpoint=http://127.0.0.1:${port}&region=us-east-1&forcePathStyle=true&partSize=8MiB&queueSize=4`
   try {
     const data = scratch('s3-data')
-    await runCli(['engine', 'generate', '--data-dir', data, '--size', `${sizeGiB}GiB`, '--spaces', '4', '--no-fsync'])
+    await runCli(['engine', 'generate', '--data-dir', data, '--size', `${sizeGiB}GiB`, '--spaces', '4', '--no-sync'])
     const bytes = walBytes(data)
 
     const local = []
@@ -66,7 +66,7 @@ export async function benchS3({sizeGiB = 1, runs = 3, largeGiB = 4} = {}) {
     rmSync(data, {recursive: true, force: true})
 
     const big = scratch('s3-big')
-    await runCli(['engine', 'generate', '--data-dir', big, '--size', `${largeGiB}GiB`, '--spaces', '4', '--no-fsync'])
+    await runCli(['engine', 'generate', '--data-dir', big, '--size', `${largeGiB}GiB`, '--spaces', '4', '--no-sync'])
     const bigBytes = walBytes(big)
     const url = s3url()
     await runCli(['repo', 'init', '--repo', url], {env})

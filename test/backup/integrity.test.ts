@@ -93,14 +93,14 @@ beforeAll(async () => {
   repoDir = join(tmp, 'repo')
   area = join(tmp, 'area')
   target = join(area, 'target')
-  const gen = await cli(['engine', 'generate', '--data-dir', data, '--spaces', '2', '--episodes', String(EPISODES), '--no-fsync'])
+  const gen = await cli(['engine', 'generate', '--data-dir', data, '--spaces', '2', '--episodes', String(EPISODES), '--no-sync'])
   expect(gen.code, gen.stderr).toBe(0)
   expect((await cli(['repo', 'init', '--repo', repoDir])).code).toBe(0)
   repoReal = await realpath(repoDir)
   const f = await cli(['backup', 'full', '--data-dir', data, '--repo', repoDir, '--json'])
   expect(f.code, f.stderr).toBe(0)
   full = JSON.parse(f.stdout).id
-  const more = await cli(['engine', 'generate', '--data-dir', data, '--spaces', '2', '--episodes', String(APPENDED), '--append', '--start', '2026-11-18T14:00:00Z', '--seed', '7', '--no-fsync'])
+  const more = await cli(['engine', 'generate', '--data-dir', data, '--spaces', '2', '--episodes', String(APPENDED), '--append', '--start', '2026-11-18T14:00:00Z', '--seed', '7', '--no-sync'])
   expect(more.code, more.stderr).toBe(0)
   const i = await cli(['backup', 'incremental', '--data-dir', data, '--repo', repoDir, '--json'])
   expect(i.code, i.stderr).toBe(0)
@@ -459,7 +459,7 @@ describe('restore checks every byte of an archive', () => {
 
   beforeAll(async () => {
     small = await mkdtemp(join(tmpdir(), 'engram-integrity-small-'))
-    const gen = await cli(['engine', 'generate', '--data-dir', join(small, 'data'), '--spaces', '1', '--episodes', '3', '--no-fsync'])
+    const gen = await cli(['engine', 'generate', '--data-dir', join(small, 'data'), '--spaces', '1', '--episodes', '3', '--no-sync'])
     expect(gen.code, gen.stderr).toBe(0)
     for (const c of ['zstd', 'none']) {
       expect((await cli(['repo', 'init', '--repo', join(small, c), '--compression', c])).code).toBe(0)

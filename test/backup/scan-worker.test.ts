@@ -21,7 +21,7 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'engram-scan-worker-'))
   data = join(tmp, 'data')
   // Twice the inline budget, in 3 spaces: the later spaces are scanned by the worker.
-  const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', String(2 * INLINE_SCAN_BYTES), '--spaces', '3', '--no-fsync'])
+  const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', String(2 * INLINE_SCAN_BYTES), '--spaces', '3', '--no-sync'])
   expect(gen.code, gen.stderr).toBe(0)
 }, 120_000)
 

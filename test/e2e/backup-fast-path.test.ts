@@ -192,7 +192,7 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
     root = await mkdtemp(join(tmpdir(), 'engram-ops-fast-'))
     data = join(root, 'data')
     repo = join(root, 'repo')
-    const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', '256KiB', '--spaces', '2', '--no-fsync'])
+    const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', '256KiB', '--spaces', '2', '--no-sync'])
     expect(gen.code, gen.stderr).toBe(0)
     for (const r of [repo, join(root, 'repo-oclif')]) {
       const init = await runCli(['repo', 'init', '--repo', r])

@@ -104,7 +104,7 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'engram-crash-'))
   data = join(tmp, 'data')
   repo = join(tmp, 'repo')
-  const g = await cli(['engine', 'generate', '--data-dir', data, '--spaces', String(SPACES), '--episodes', String(EPISODES), '--no-fsync'])
+  const g = await cli(['engine', 'generate', '--data-dir', data, '--spaces', String(SPACES), '--episodes', String(EPISODES), '--no-sync'])
   expect(g.code, g.stderr).toBe(0)
   await appendData(BIG_EXTRA, ['tenant-001'])
   const init = await cli(['repo', 'init', '--repo', repo])

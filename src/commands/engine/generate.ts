@@ -33,7 +33,8 @@ evenly (with jitter) over --window starting at --start; the WAL file is named af
     start: timeFlag({summary: 'Timestamp of the first record and WAL file creation time (default 2026-11-18T11:06:40Z).'}),
     window: durationFlag({summary: 'Time span the records spread over.', default: 3_600_000}),
     append: Flags.boolean({summary: "Append to each space's newest WAL file, continuing its sequence."}),
-    'no-fsync': Flags.boolean({summary: 'Skip the fsync per batch (faster, not crash-safe).'}),
+    // Spelled as restore's --no-sync (pg_basebackup's name); --no-fsync, the first name, still works.
+    'no-sync': Flags.boolean({summary: 'Skip the fsync per batch (faster, not crash-safe).', aliases: ['no-fsync']}),
   }
 
   async run(): Promise<GenerateResult & {durationMs: number}> {
@@ -63,7 +64,7 @@ evenly (with jitter) over --window starting at --start; the WAL file is named af
         startNs: flags.start ?? DEFAULT_START_NS,
         windowNs: BigInt(flags.window) * 1_000_000n,
         append: flags.append,
-        fsync: !flags['no-fsync'],
+        fsync: !flags['no-sync'],
         signal: this.signal,
         onProgress: (bytes) => this.reporter.progress({phase: 'generate', done: bytes, unit: 'bytes'}),
       })
