@@ -19,7 +19,7 @@ import BackupIncremental from '../../src/commands/backup/incremental.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import {acquireRepoLock} from '../../src/lib/repo/lock.js'
 import {repoRoot} from '../support/fixtures.js'
-import {type CliRun, runCli} from '../support/cli.js'
+import {type CliRun, cliNodeArgs, runCli} from '../support/cli.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const oclifFlags: Record<string, any> = {json: Flags.boolean(), ...BackupFull.baseFlags, ...BackupFull.flags}
@@ -45,22 +45,7 @@ function fastParse(argv: string[], env: Record<string, string> = {}): Record<str
 }
 
 /** Runs the built CLI's command through oclif, as bin/main.js did before the fast path. */
-function runThroughOclif(args: string[]): Promise<CliRun> {
-  const main = pathToFileURL(join(repoRoot, 'bin', 'main.js')).href
-  const script = `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(main)}, args: ${JSON.stringify(args)}})`
-  const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', CI: '1'}
-  for (const k of ['ENGRAM_DATA_DIR', 'ENGRAM_OPS_REPO', 'ENGRAM_OPS_PASSPHRASE']) delete env[k]
-  return new Promise((resolve, reject) => {
-    const started = Date.now()
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe']})
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (c: Buffer) => out.push(c))
-    child.stderr.on('data', (c: Buffer) => err.push(c))
-    child.on('error', reject)
-    child.on('close', (code, signal) => resolve({code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started}))
-  })
-}
+const runThroughOclif = (args: string[]) => runCli(args, {throughOclif: true})
 
 describe('the fast path flag table', () => {
   it('has exactly the oclif commands flags, with the same letters, env vars, repeatability, requirement, defaults and kinds', () => {
@@ -268,10 +253,7 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
     try {
       for (const viaOclif of [false, true]) {
         const args = ['backup', 'incremental', '--data-dir', data, '--repo', repo, '--lock-wait', '60s']
-        const main = pathToFileURL(join(repoRoot, 'bin', 'main.js')).href
-        const child = viaOclif
-          ? spawn(process.execPath, ['--input-type=module', '-e', `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(main)}, args: ${JSON.stringify(args)}})`], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe']})
-          : spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NODE_DEBUG: 'module'}})
+        const child = spawn(process.execPath, cliNodeArgs(args, viaOclif), {cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NODE_DEBUG: 'module'}})
         let stderr = ''
         const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
         await new Promise<void>((resolve) =>

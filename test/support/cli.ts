@@ -7,6 +7,7 @@
  */
 import {spawn} from 'node:child_process'
 import {join} from 'node:path'
+import {pathToFileURL} from 'node:url'
 
 import {repoRoot} from './fixtures.js'
 
@@ -25,6 +26,15 @@ export interface CliOptions {
   timeoutMs?: number
   /** Written to its standard input (closed in any case: the CLI must never wait for a person). */
   input?: string
+  /** Run the command through oclif even where bin/main.js would not load it (backup full|incremental). */
+  throughOclif?: boolean
+}
+
+/** Node's arguments that run the built CLI: bin/run.js, or oclif's execute() on bin/main.js's package. */
+export function cliNodeArgs(args: string[], throughOclif = false): string[] {
+  if (!throughOclif) return [join(repoRoot, 'bin', 'run.js'), ...args]
+  const main = pathToFileURL(join(repoRoot, 'bin', 'main.js')).href
+  return ['--input-type=module', '-e', `const {execute} = await import('@oclif/core'); await execute({dir: ${JSON.stringify(main)}, args: ${JSON.stringify(args)}})`]
 }
 
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliRun> {
@@ -36,7 +46,7 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRun
     else env[k] = v
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'run.js'), ...args], {cwd: options.cwd ?? repoRoot, env, stdio: ['pipe', 'pipe', 'pipe']})
+    const child = spawn(process.execPath, cliNodeArgs(args, options.throughOclif), {cwd: options.cwd ?? repoRoot, env, stdio: ['pipe', 'pipe', 'pipe']})
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (c: Buffer) => out.push(c))
