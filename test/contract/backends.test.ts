@@ -3,9 +3,10 @@
  * To add a backend, add one `describeBackendContract` call with a factory that gives each test a
  * fresh, empty place (a temp directory, a bucket prefix) and removes it in `cleanup`.
  */
+import {spawn} from 'node:child_process'
 import {existsSync} from 'node:fs'
-import {mkdir, mkdtemp, readdir, rm, writeFile} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {mkdir, mkdtemp, readdir, rm, utimes, writeFile} from 'node:fs/promises'
+import {hostname, tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
@@ -73,7 +74,7 @@ describe('FsBackend specifics', () => {
     expect(await readdir(join(dir, 'repo', 'backups', 'x'))).toEqual(['a'])
   })
 
-  it('lists and sweeps a repository of many directories completely (directories are walked concurrently)', async () => {
+  it('lists and sweeps a repository of many directories completely (directories are walked concurrently), empty directories too', async () => {
     const {dir, backend} = await fresh()
     const expected: string[] = []
     for (let i = 0; i < 60; i++) {
@@ -89,6 +90,8 @@ describe('FsBackend specifics', () => {
       await mkdir(join(dir, 'repo', 'backups', `crashed${i}`), {recursive: true})
       await writeFile(join(dir, 'repo', 'backups', `crashed${i}`, 'manifest.json.tmp-0123456789ab'), 'partial')
     }
+    // Runs killed before their first file: an empty directory each.
+    for (let i = 0; i < 3; i++) await mkdir(join(dir, 'repo', 'backups', `empty${i}`))
     const listed: Array<{key: string; size: number}> = []
     for await (const o of backend.list('backups/')) listed.push({key: o.key, size: o.size})
     expected.sort()
@@ -96,9 +99,39 @@ describe('FsBackend specifics', () => {
     expect(listed.find((o) => o.key === 'backups/b059/space.tar.zst')?.size).toBe(60)
     expect(await backend.sweepTemporaries(0)).toBe(20 + 12)
     // The directories that held only a temporary are gone; the others keep exactly their objects.
-    expect((await readdir(join(dir, 'repo', 'backups'))).filter((d) => d.startsWith('crashed'))).toEqual([])
+    expect((await readdir(join(dir, 'repo', 'backups'))).filter((d) => d.startsWith('crashed') || d.startsWith('empty'))).toEqual([])
+    expect((await readdir(join(dir, 'repo', 'backups'))).length).toBe(60)
     expect((await readdir(join(dir, 'repo', 'backups', 'b003'))).sort()).toEqual(['manifest.json', 'space.tar.zst'])
     expect(await backend.sweepTemporaries(0)).toBe(0)
+  })
+
+  it('names a temporary after its writer, and a sweep removes young ones only where that writer is gone from this host', async () => {
+    const {dir, backend} = await fresh()
+    const host = hostname().replace(/[^A-Za-z0-9]/g, '').slice(0, 32)
+    // A put in progress: its temporary carries this host and this process.
+    const writer = await backend.openWriter('a/k')
+    await writer.write(Buffer.from('partial'))
+    expect(await readdir(join(dir, 'repo', 'a'))).toEqual([expect.stringMatching(new RegExp(`^k\\.tmp-${host}-${process.pid}-[0-9a-f]{12}$`))])
+    await writer.abort()
+    // A process that has exited, for a writer that is gone.
+    const dead = spawn(process.execPath, ['-e', '0'])
+    await new Promise((resolve) => dead.on('exit', resolve))
+    const names = {
+      gone: `x.tmp-${host}-${dead.pid}-0123456789ab`,
+      live: `x.tmp-${host}-${process.pid}-0123456789ab`,
+      otherHost: `x.tmp-${host}x-${dead.pid}-0123456789ab`,
+      unnamed: 'x.tmp-0123456789ab',
+    }
+    await mkdir(join(dir, 'repo', 'b'), {recursive: true})
+    for (const name of Object.values(names)) await writeFile(join(dir, 'repo', 'b', name), 'partial')
+    const hour = 3_600_000
+    expect(await backend.sweepTemporaries(hour)).toBe(1)
+    expect((await readdir(join(dir, 'repo', 'b'))).sort()).toEqual([names.live, names.otherHost, names.unnamed].sort())
+    // Once old, every temporary goes, whoever wrote it.
+    const old = new Date(Date.now() - 2 * hour)
+    for (const name of [names.live, names.otherHost, names.unnamed]) await utimes(join(dir, 'repo', 'b', name), old, old)
+    expect(await backend.sweepTemporaries(hour)).toBe(3)
+    expect(existsSync(join(dir, 'repo', 'b'))).toBe(false)
   })
 
   it('reads what another FsBackend on the same root wrote (read-after-write across instances)', async () => {

@@ -36,6 +36,12 @@ import {VERSION} from '../version.js'
  * grow with its number of spaces.
  */
 const ARCHIVES_IN_FLIGHT = 4
+/**
+ * A temporary (a put's file before its rename) this old is debris whoever wrote it: the puts that
+ * run beside a backup write a few hundred bytes. Younger ones are removed only where the backend
+ * knows their writer is gone.
+ */
+const STALE_TEMPORARY_MS = 60 * 60 * 1000
 const ARCHIVE_BYTES_IN_FLIGHT = 2 * FRAME_CONCURRENCY * FRAME_SIZE
 
 /** How long a record may take from its timestamp to the WAL file (Engram: ≤ 10 ms batching + fsync). */
@@ -109,7 +115,9 @@ export async function cleanupIncomplete(repo: Repository, entries?: BackupEntry[
     await repo.backend.delete(b.keys)
     cleaned.push(b.id)
   }
-  await repo.backend.sweepTemporaries?.(0)
+  // Temporaries of dead writers go at once; others only when old: a process that does not need the
+  // lock (a verification record being written) or waits for it (its lease) may be writing them now.
+  await repo.backend.sweepTemporaries?.(STALE_TEMPORARY_MS)
   return cleaned
 }
 

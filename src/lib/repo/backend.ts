@@ -54,7 +54,10 @@ export interface RepositoryBackend {
   openWriter?(key: string, options?: PutOptions): Promise<ObjectWriter>
   delete(keys: readonly string[]): Promise<void>
   close(): Promise<void>
-  /** Removes leftovers of interrupted puts older than `olderThanMs` (0: all of them), where a backend can have any. */
+  /**
+   * Removes leftovers of interrupted puts, where a backend can have any: those older than `olderThanMs`
+   * (0: all of them), and younger ones the backend knows to be its own dead writers'.
+   */
   sweepTemporaries?(olderThanMs: number): Promise<number>
   /** Bytes free where objects are stored, where the backend can tell (a filesystem). */
   freeSpace?(): Promise<number | null>

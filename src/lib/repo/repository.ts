@@ -4,8 +4,7 @@
  */
 import {randomBytes, randomUUID} from 'node:crypto'
 
-import pMap from 'p-map'
-
+import {mapConcurrently} from '../concurrent.js'
 import {isHashAlgorithm} from '../digest.js'
 import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
@@ -164,12 +163,12 @@ export class Repository {
     const list = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1))
     // Several manifests are read at once (a request each on S3): one after another, reading the 305
     // manifests of a repository took most of a small incremental backup's time.
-    await pMap(
+    await mapConcurrently(
       list.filter((e) => e.complete),
       async (e) => {
         e.manifest = await this.manifest(e.id)
       },
-      {concurrency: MANIFEST_READS_IN_FLIGHT},
+      MANIFEST_READS_IN_FLIGHT,
     )
     return list
   }
@@ -270,12 +269,12 @@ export class Repository {
    */
   async lastVerifications(entries: BackupEntry[]): Promise<Map<string, Verification | null>> {
     const out = new Map<string, Verification | null>()
-    await pMap(
+    await mapConcurrently(
       entries,
       async (e) => {
         out.set(e.id, e.keys.includes(verificationKey(e.id)) ? await this.lastVerification(e.id) : null)
       },
-      {concurrency: MANIFEST_READS_IN_FLIGHT},
+      MANIFEST_READS_IN_FLIGHT,
     )
     return out
   }

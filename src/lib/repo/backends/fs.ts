@@ -1,22 +1,36 @@
 /**
  * A repository in a local directory (a path or file:// URL). Objects are files under the root; a put
- * writes `<key>.tmp-<random>`, fsyncs it, renames it into place and fsyncs the directory, so a crash
- * never leaves a partial object under its real name. Leftover temp files are invisible to `list`.
+ * writes `<key>.tmp-<host>-<pid>-<random>`, fsyncs it, renames it into place and fsyncs the directory,
+ * so a crash never leaves a partial object under its real name. Leftover temp files are invisible to `list`.
  */
 import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {type FileHandle, link, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink} from 'node:fs/promises'
+import {hostname} from 'node:os'
 import {dirname, join, relative, sep} from 'node:path'
 import {type Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import pMap from 'p-map'
-
+import {mapConcurrently} from '../../concurrent.js'
 import {OpsError} from '../../errors.js'
+import {processAlive} from '../../process.js'
 import {EarlyWriteback} from '../../writeback.js'
 import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type ObjectWriter, type PutOptions, type RepositoryBackend} from '../backend.js'
 
 const TMP_MARK = '.tmp-'
+/**
+ * This host in temporaries' names, with the writer's pid: a sweep removes at once the temporaries of
+ * a writer that is gone from this host (a crashed or killed run), and leaves those of a live one (a
+ * lock waiter's lease, a verification record being written, from another command) until they are old.
+ */
+const HOST_TAG = hostname().replace(/[^A-Za-z0-9]/g, '').slice(0, 32)
+
+/** Whether a temporary's name says it was written by a process of this host that no longer exists. */
+function temporaryWriterGone(name: string): boolean {
+  const m = /\.tmp-([A-Za-z0-9]*)-(\d+)-[0-9a-f]+$/.exec(name)
+  return m !== null && m[1] === HOST_TAG && !processAlive(Number(m[2]))
+}
+
 /** Calls at once per directory while walking the repository (each level has its own allowance). */
 const WALK_CONCURRENCY = 16
 
@@ -99,7 +113,7 @@ export class FsBackend implements RepositoryBackend {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
         throw mapError(error, 'list', dir)
       }
-      await pMap(
+      await mapConcurrently(
         entries,
         async (e) => {
           const p = join(dir, e.name)
@@ -114,7 +128,7 @@ export class FsBackend implements RepositoryBackend {
             if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw mapError(error, 'stat', p)
           }
         },
-        {concurrency: WALK_CONCURRENCY},
+        WALK_CONCURRENCY,
       )
     }
     await walk(start)
@@ -142,8 +156,8 @@ export class FsBackend implements RepositoryBackend {
         fd: fh,
         start: offset,
         end: length === undefined ? undefined : offset + length - 1,
-        // Chunks of 1 MiB, or the object's size if smaller: a 1 MiB Buffer per manifest read (a few
-        // KiB each) made a backup in a repository of 300 backups allocate 300 MiB and collect it.
+        // Chunks of 1 MiB, or the object's size if smaller: with 1 MiB Buffers for every read of a
+        // 12 KiB manifest, a backup in a repository of 300 backups allocated hundreds of MiB to collect.
         highWaterMark: Math.max(1, Math.min(1024 * 1024, length ?? size - offset)),
         signal: options.signal,
       })
@@ -204,12 +218,12 @@ export class FsBackend implements RepositoryBackend {
   }
 
   /**
-   * Writes `<key>.tmp-<random>`; commit fsyncs it, renames it into place (or links it, for ifAbsent)
-   * and fsyncs the directory, so a crash never leaves a partial object under its real name.
+   * Writes `<key>.tmp-<host>-<pid>-<random>`; commit fsyncs it, renames it into place (or links it,
+   * for ifAbsent) and fsyncs the directory, so a crash never leaves a partial object under its real name.
    */
   private async writer(key: string, options: PutOptions): Promise<ObjectWriter> {
     const path = this.path(key)
-    const tmp = `${path}${TMP_MARK}${randomBytes(6).toString('hex')}`
+    const tmp = `${path}${TMP_MARK}${HOST_TAG}-${process.pid}-${randomBytes(6).toString('hex')}`
     let fh: FileHandle
     try {
       fh = await createTemporary(tmp)
@@ -307,7 +321,10 @@ export class FsBackend implements RepositoryBackend {
     }
   }
 
-  /** Removes temp files left by crashed puts (older than `olderThanMs`). Returns how many. */
+  /**
+   * Removes temp files left by crashed puts (older than `olderThanMs`, or of a writer gone from this
+   * host) and the directories that emptied or were found empty. Returns how many temp files.
+   */
   async sweepTemporaries(olderThanMs: number): Promise<number> {
     let removed = 0
     const emptied = new Set<string>()
@@ -318,22 +335,27 @@ export class FsBackend implements RepositoryBackend {
       } catch {
         return
       }
-      await pMap(
+      // An empty directory is debris too: a run killed between making a backup's directory and
+      // creating its first file there, or between removing the last file and the directory.
+      if (entries.length === 0) emptied.add(dir)
+      await mapConcurrently(
         entries,
         async (e) => {
           const p = join(dir, e.name)
           if (e.isDirectory()) return walk(p)
           if (!e.name.includes(TMP_MARK)) return
           const st = await stat(p).catch(() => null)
+          if (!st) return
           // 0 means every one: mtimeMs has sub-millisecond precision and Date.now() does not, so a
           // file written this millisecond can look younger than 0 ms (the sweep's test failed once).
-          if (st && (olderThanMs <= 0 || Date.now() - st.mtimeMs > olderThanMs)) {
+          const old = olderThanMs <= 0 || Date.now() - st.mtimeMs > olderThanMs
+          if (old || temporaryWriterGone(e.name)) {
             await rm(p, {force: true})
             removed++
             emptied.add(dir)
           }
         },
-        {concurrency: WALK_CONCURRENCY},
+        WALK_CONCURRENCY,
       )
     }
     await walk(this.root)
