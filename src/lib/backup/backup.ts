@@ -269,13 +269,13 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       // Awaited in turn (or in `finally`): a failure is never unhandled.
       ahead[k].catch(() => {})
     }
-    // What pass 1 will read: each file beyond its parent's capture, by its size now (a file rewritten by
-    // a compaction is scanned whole; missing that only keeps a scan on the main thread).
+    // What pass 1 will read: each file beyond its parent's capture, by its size when listed (a file
+    // rewritten by a compaction is scanned whole; missing that only keeps a scan on the main thread).
     let expectedScan = 0
     for (const spaceId of order) {
       const state = chainFileState(parentChain, spaceId)
       for (const f of sources.files.get(spaceId) ?? []) {
-        const size = (await stat(f.openPath).catch(() => null))?.size ?? 0
+        const size = f.listedSize ?? (await stat(f.openPath).catch(() => null))?.size ?? 0
         expectedScan += Math.max(0, size - (state.get(f.name)?.end ?? 0))
       }
     }

@@ -18,6 +18,8 @@ export interface WalSource {
   openPath: string
   source: 'path' | 'unlinked'
   pid?: number
+  /** Its size when listed (files grow: an estimate); null for an unlinked file, not stat'ed here. */
+  listedSize: number | null
 }
 
 export interface SourceSet {
@@ -74,7 +76,7 @@ export async function collectSources(root: string, only: string[]): Promise<Sour
   for (const sp of spaces) {
     files.set(
       sp.id,
-      (await listWalFiles(sp.walDir)).map((f) => ({space: sp.id, name: f.name, openPath: f.path, source: 'path' as const})),
+      (await listWalFiles(sp.walDir)).map((f) => ({space: sp.id, name: f.name, openPath: f.path, source: 'path' as const, listedSize: f.size})),
     )
   }
   // The same inode can be open in several processes or descriptors: keep one per (space, name, inode)
@@ -82,7 +84,7 @@ export async function collectSources(root: string, only: string[]): Promise<Sour
   for (const u of await findUnlinkedWalFiles(root)) {
     const list = files.get(u.space)
     if (!list) continue
-    list.push({space: u.space, name: u.name, openPath: u.fdPath, source: 'unlinked', pid: u.pid})
+    list.push({space: u.space, name: u.name, openPath: u.fdPath, source: 'unlinked', pid: u.pid, listedSize: null})
   }
   return {spaces, files, skippedDirs: d.skipped.map((s) => ({path: s.path, reason: s.reason}))}
 }
