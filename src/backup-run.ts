@@ -6,7 +6,7 @@ import {type BackupResult, runBackup} from './lib/backup/backup.js'
 import type {HashAlgorithm} from './lib/digest.js'
 import {resolveDataDir} from './lib/engine/layout.js'
 import {parseCompression} from './lib/repo/compression.js'
-import {openRepository, readPassphrase} from './lib/repo/open.js'
+import {openRepositoryFromFlags} from './lib/repo/open.js'
 import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
 import type {Reporter} from './lib/ui/reporter.js'
 
@@ -35,15 +35,12 @@ export interface BackupIo {
 }
 
 export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlagValues, io: BackupIo): Promise<BackupResult> {
-  const repo = await openRepository(flags.repo, {
-    passphrase: await readPassphrase(flags['passphrase-file']),
-    s3: {
-      partSize: flags['part-size'],
-      queueSize: flags['upload-concurrency'],
-      storageClass: flags['storage-class'],
-      sse: flags.sse,
-      sseKmsKeyId: flags['sse-kms-key-id'],
-    },
+  const repo = await openRepositoryFromFlags(flags, {
+    partSize: flags['part-size'],
+    queueSize: flags['upload-concurrency'],
+    storageClass: flags['storage-class'],
+    sse: flags.sse,
+    sseKmsKeyId: flags['sse-kms-key-id'],
   })
   const result = await runBackup({
     repo,

@@ -6,7 +6,7 @@ import {Command, Flags, settings} from '@oclif/core'
 
 import {errorJson, errorText, ExitCode, type OpsError, toOpsError} from './lib/errors.js'
 import {abortOnSignals} from './lib/process.js'
-import {openRepository, readPassphrase} from './lib/repo/open.js'
+import {openRepositoryFromFlags, readPassphrase} from './lib/repo/open.js'
 import type {Repository} from './lib/repo/repository.js'
 import type {S3Overrides} from './lib/repo/url.js'
 import {createReporter, type Reporter} from './lib/ui/reporter.js'
@@ -67,7 +67,7 @@ export abstract class OpsCommand extends Command {
   }
 
   protected async openRepo(flags: {repo: string; 'passphrase-file'?: string}, s3?: S3Overrides): Promise<Repository> {
-    return openRepository(flags.repo, {passphrase: await this.passphrase(flags['passphrase-file']), s3})
+    return openRepositoryFromFlags(flags, s3)
   }
 
   /** Writes a line to stdout unless --json is on. */

@@ -20,3 +20,8 @@ export async function readPassphrase(file: string | undefined, env = 'ENGRAM_OPS
   }
   return process.env[env] || undefined
 }
+
+/** Opens the repository a command names: `--repo`, with the passphrase from `--passphrase-file` or the environment. */
+export async function openRepositoryFromFlags(flags: {repo: string; 'passphrase-file'?: string}, s3?: S3Overrides): Promise<Repository> {
+  return openRepository(flags.repo, {passphrase: await readPassphrase(flags['passphrase-file']), s3})
+}
