@@ -9,9 +9,9 @@
  * operators who check what a backup recorded with sha256sum; both are cryptographic, 256-bit.
  */
 import {createHash} from 'node:crypto'
-import {createRequire} from 'node:module'
 
 import {ExitCode, OpsError} from './errors.js'
+import {requireNative} from './native.js'
 
 export const HASH_ALGORITHMS = ['blake3', 'sha256'] as const
 export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number]
@@ -39,7 +39,7 @@ let blake3Module: Blake3Module | null = null
 function blake3(): Blake3Module {
   if (!blake3Module) {
     try {
-      blake3Module = createRequire(import.meta.url)(BLAKE3_MODULE) as Blake3Module
+      blake3Module = requireNative<Blake3Module>(BLAKE3_MODULE)
     } catch (error) {
       throw new OpsError(`BLAKE3 is not available on this platform (${process.platform}-${process.arch}): ${(error as Error).message.split('\n')[0]}`, {
         code: 'BLAKE3_UNAVAILABLE',
