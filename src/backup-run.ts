@@ -6,6 +6,7 @@ import {type BackupResult, runBackup} from './lib/backup/backup.js'
 import type {HashAlgorithm} from './lib/digest.js'
 import {resolveDataDir} from './lib/engine/layout.js'
 import {parseCompression} from './lib/repo/compression.js'
+import {isCorruption} from './lib/repo/manifest.js'
 import {openRepositoryFromFlags} from './lib/repo/open.js'
 import {formatBytes, formatDuration, formatRate} from './lib/ui/format.js'
 import type {Reporter} from './lib/ui/reporter.js'
@@ -32,9 +33,14 @@ export interface BackupIo {
   signal: AbortSignal
   /** Prints one line of the human result (nothing under --json). */
   out(line: string): void
+  /** Marks a backup that completed but found damaged records: exit 3 (docs/exit-codes.md). */
+  partial(): void
 }
 
-export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlagValues, io: BackupIo): Promise<BackupResult> {
+/** The result as printed under --json: what runBackup returns, plus every warning it gave. */
+export type BackupOutput = BackupResult & {warnings: string[]}
+
+export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlagValues, io: BackupIo): Promise<BackupOutput> {
   const repo = await openRepositoryFromFlags(flags, {
     partSize: flags['part-size'],
     queueSize: flags['upload-concurrency'],
@@ -60,5 +66,14 @@ export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlag
   if (result.note) io.out(`note: ${result.note}`)
   for (const u of result.unlinked) io.out(`captured unlinked WAL ${u.space}/wal/${u.name} from pid ${u.pid}`)
   if (result.compaction) io.out(`compaction detected in ${result.compaction.spaces.join(', ')}: rewritten files captured whole`)
-  return result
+  // The backup is committed either way; damaged records make it exit 3, so that cron tells someone.
+  // A record still being written is normal while Engram runs, and only noted.
+  for (const d of result.damage) {
+    const where = `${d.space}/wal/${d.file} at offset ${d.offset}`
+    if (isCorruption(d)) io.reporter.warn(`damaged WAL ${where} (${d.kind}): ${d.detail}`)
+    else io.reporter.info(`${where}: ${d.detail}`)
+  }
+  if (result.damage.some(isCorruption)) io.partial()
+  for (const s of result.skipped) io.reporter.info(`skipped ${s.path}: ${s.reason}; Engram does not load it either`)
+  return {...result, warnings: [...io.reporter.warnings]}
 }

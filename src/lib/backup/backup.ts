@@ -80,6 +80,8 @@ export interface BackupResult {
   brokenLocks: LeaseOwner[]
   cleanedUp: string[]
   damage: Array<{space: string; file: string; offset: number; kind: string; detail: string}>
+  /** Directories of the data directory that are not memory spaces (Engram does not load them either). */
+  skipped: Array<{path: string; reason: string}>
 }
 
 interface FileState {
@@ -408,6 +410,7 @@ export async function runBackup(o: BackupOptions): Promise<BackupResult> {
       brokenLocks: lock.broken,
       cleanedUp,
       damage,
+      skipped: sources.skippedDirs,
     }
   } catch (caught) {
     const error = (firstArchiveFailure as {error: unknown} | null)?.error ?? caught

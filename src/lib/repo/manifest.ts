@@ -21,6 +21,15 @@ export interface DamageNote {
   detail: string
 }
 
+/**
+ * Damage that is corruption: records Engram skips or cannot read (`bad_payload_crc`, `bad_header`).
+ * The other kinds (`torn_tail`, `partial_header`) are a record still being written when the file was
+ * sized, left for the next backup: normal in a hot backup.
+ */
+export function isCorruption(note: DamageNote): boolean {
+  return note.kind === 'bad_payload_crc' || note.kind === 'bad_header'
+}
+
 /** One captured byte range of one WAL file. */
 export interface FileCapture {
   name: string
