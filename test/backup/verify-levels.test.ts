@@ -344,6 +344,33 @@ describe('level 4: restore, open with the engine, serve, compare', () => {
   })
 })
 
+describe('backup verify: what it is asked to verify', () => {
+  it('an id the repository does not have exits 2 and writes nothing into the repository', async () => {
+    const typo = `${full.slice(0, -1)}${full.endsWith('0') ? '1' : '0'}`
+    const before = await filesUnder(repoDir)
+    const r = await cli(['backup', 'verify', typo, '--level', '1', '--repo', repoDir, '--json'])
+    expect(r.code, r.stdout + r.stderr).toBe(2)
+    expect(JSON.parse(r.stdout).error).toMatchObject({code: 'BACKUP_NOT_FOUND', exitCode: 2, subject: `backups/${typo}/manifest.json`})
+    expect(await filesUnder(repoDir)).toEqual(before)
+    expect(existsSync(join(repoDir, 'backups', typo))).toBe(false)
+  })
+
+  it('a repository without a complete backup: --latest, --all and restore --latest exit 2 (NO_BACKUP)', async () => {
+    const empty = join(tmp, 'empty-repo')
+    expect((await cli(['repo', 'init', '--repo', empty])).code).toBe(0)
+    for (const argv of [
+      ['backup', 'verify', '--latest', '--repo', empty],
+      ['backup', 'verify', '--all', '--repo', empty],
+      ['restore', '--latest', '--repo', empty, '--to', join(tmp, 'nothing-restored')],
+    ]) {
+      const r = await cli([...argv, '--json'])
+      expect(r.code, argv.join(' ')).toBe(2)
+      expect(JSON.parse(r.stdout).error, argv.join(' ')).toMatchObject({code: 'NO_BACKUP', exitCode: 2, message: `no complete backup in file://${empty}`})
+    }
+    expect(existsSync(join(tmp, 'nothing-restored'))).toBe(false)
+  })
+})
+
 describe('backup verify --all and backup list', () => {
   it('exits 0 on a healthy repository, 15 when one backup is bad, and list shows the last verification', {timeout: 90_000}, async () => {
     const ok = await cli(['backup', 'verify', '--all', '--level', '2', '--repo', repoDir])

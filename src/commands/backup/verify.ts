@@ -24,19 +24,28 @@ L4: restore into a scratch directory, open it with the engine and serve it on a 
 
   async run(): Promise<{ok: boolean; results: VerifyResult[]}> {
     const {args, flags} = await this.parse(BackupVerify)
+    if (!flags.all && !flags.latest && !args.id) throw new UsageError('say which backup to verify', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id, --latest or --all.'})
     const repo = await this.openRepo(flags)
-    const complete = await repo.completeBackups()
+    const listed = await repo.backups()
+    const complete = await repo.completeBackups(listed)
     let ids: string[]
-    if (flags.all) ids = complete.map((m) => m.id)
-    else if (flags.latest) ids = complete.slice(-1).map((m) => m.id)
-    else if (args.id) ids = [args.id]
-    else throw new UsageError('say which backup to verify', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id, --latest or --all.'})
-    if (ids.length === 0) throw new UsageError(`no complete backup in ${repo.backend.url}`, {code: 'NO_BACKUP', suggestion: 'Take one with `engram-ops backup full`.'})
+    if (flags.all || flags.latest) {
+      const latest = await repo.latestBackup(complete) // none at all: exit 2
+      ids = flags.all ? complete.map((m) => m.id) : [latest.id]
+    } else {
+      // An id the repository has never seen (a typo) is a usage error (exit 2), and nothing is written
+      // for it: a verification record would make it show up as an incomplete backup.
+      if (!listed.some((e) => e.id === args.id)) await repo.manifest(args.id!) // throws BACKUP_NOT_FOUND
+      ids = [args.id!]
+    }
     const results: VerifyResult[] = []
     for (const id of ids) {
       const r = await verifyBackup(repo, id, flags.level, this.reporter, this.signal)
       results.push(r)
-      await repo.recordVerification(id, {level: flags.level, ok: r.ok, at: new Date().toISOString(), detail: r.findings.map((f) => f.problem).join('; ')}).catch(() => {})
+      // Recorded only for backups that exist (have a manifest); `backup list` shows it.
+      if (complete.some((m) => m.id === id)) {
+        await repo.recordVerification(id, {level: flags.level, ok: r.ok, at: new Date().toISOString(), detail: r.findings.map((f) => f.problem).join('; ')}).catch(() => {})
+      }
       this.out(`${id}: level ${flags.level} ${r.ok ? 'OK' : 'FAILED'} (${r.checked.objects} objects, ${r.checked.records} records${r.checked.memories === null ? '' : `, ${r.checked.memories} memories, ${r.checked.samples} sampled`}) in ${formatDuration(r.durationMs)}`)
       for (const f of r.findings) this.out(`  L${f.level} ${f.object ? `${f.object}: ` : ''}${f.problem}`)
     }

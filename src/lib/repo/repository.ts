@@ -181,6 +181,13 @@ export class Repository {
       .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.id < b.id ? -1 : 1))
   }
 
+  /** The newest complete backup. A repository without one is a usage error (exit 2): there is nothing to select. */
+  async latestBackup(complete?: Manifest[]): Promise<Manifest> {
+    const last = (complete ?? (await this.completeBackups())).at(-1)
+    if (!last) throw new OpsError(`no complete backup in ${this.backend.url}`, {code: 'NO_BACKUP', exit: ExitCode.usage, subject: this.backend.url, suggestion: 'Take one with `engram-ops backup full`.'})
+    return last
+  }
+
   /**
    * Verified manifests by id, as JSON in the current shape (format 1 upgraded once, when read; parsed
    * anew for each caller, who may change it). A manifest never changes once written, and one command

@@ -150,16 +150,8 @@ export interface RestoreOptions extends ExecuteOptions {
   to: string
 }
 
-async function latestId(repo: Repository): Promise<string> {
-  const last = (await repo.completeBackups()).at(-1)
-  if (!last) {
-    throw new OpsError(`no complete backup in ${repo.backend.url}`, {code: 'NO_BACKUP', exit: ExitCode.repositoryMissing, subject: repo.backend.url, suggestion: 'Take one with `engram-ops backup full`.'})
-  }
-  return last.id
-}
-
 export async function runRestore(repo: Repository, o: RestoreOptions): Promise<RestoreResult> {
-  const id = o.id ?? (await latestId(repo))
+  const id = o.id ?? (await repo.latestBackup()).id
   const {plan, chain} = await planRestore(repo, id, o.spaces, o.to)
   return execute(repo, plan, chain, o)
 }
