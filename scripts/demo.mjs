@@ -37,8 +37,13 @@ function run(args, {show = true, json = false} = {}) {
   })
 }
 
+/** Servers started; any still running when the demo ends (it failed halfway) are stopped then. */
+const servers = new Set()
+
 function serve(dir = dataDir) {
   const child = spawn(process.execPath, [cli, 'engine', 'serve', '--data-dir', dir, '--port', '0', '--json'], {stdio: ['ignore', 'pipe', 'inherit']})
+  servers.add(child)
+  child.once('exit', () => servers.delete(child))
   return new Promise((resolve, reject) => {
     createInterface({input: child.stdout}).once('line', (line) => resolve({child, ...JSON.parse(line)}))
     child.once('exit', (code) => reject(new Error(`engine serve exited ${code} before listening`)))
@@ -60,6 +65,7 @@ function writer(client, label) {
 }
 
 const wallNs = () => BigInt(Date.now()) * 1_000_000n
+let failed = false
 
 try {
   say(`working in ${work}`)
@@ -122,8 +128,10 @@ try {
   await run(['backup', 'verify', '--latest', '--level', '4', '--repo', repo])
   say('done: a hot full backup, an incremental of only the new bytes, and an exact point-in-time restore')
 } catch (error) {
+  failed = true
   console.error(`demo failed; its files are kept in ${work}`)
   throw error
 } finally {
-  if (!process.exitCode && !process.env.DEMO_KEEP) rmSync(work, {recursive: true, force: true})
+  for (const child of servers) child.kill('SIGTERM')
+  if (!failed && !process.env.DEMO_KEEP) rmSync(work, {recursive: true, force: true})
 }
