@@ -12,6 +12,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {formatRfc3339} from '../../src/lib/engine/datetime.js'
 import {listWalFiles} from '../../src/lib/engine/layout.js'
 import {WalFileReader} from '../../src/lib/engine/reader.js'
+import {filesUnder} from '../support/files.js'
 import {repoRoot} from '../support/fixtures.js'
 import {runCli} from '../support/cli.js'
 
@@ -209,5 +210,58 @@ describe('backup main path (built CLI), step by step', {timeout: 180_000}, () =>
     }
     expect(existsSync(missing)).toBe(false)
     expect(existsSync(join(root, 'never'))).toBe(false)
+  })
+
+  it('--space and --label, an incremental that falls back to a full, repo info, and prune through the CLI', async () => {
+    const repo2 = join(root, 'repo-spaces')
+    await json(['repo', 'init', '--repo', repo2])
+    // One space, labelled: only that space is captured, and the label is in the manifest and the list.
+    const one = await json(['backup', 'full', '--data-dir', data, '--repo', repo2, '--space', 'tenant-001', '--label', 'before upgrade'])
+    expect(one.spaces.map((s: {space: string}) => s.space)).toEqual(['tenant-001'])
+    expect(one.totals).toMatchObject({files: 1, records: 210})
+    expect((await json(['backup', 'show', one.id, '--repo', repo2])).manifest).toMatchObject({label: 'before upgrade', spaces: [{space: 'tenant-001'}]})
+    // An incremental of the same space has it as parent (nothing changed: no files).
+    const oneInc = await json(['backup', 'incremental', '--data-dir', data, '--repo', repo2, '-s', 'tenant-001'])
+    expect(oneInc).toMatchObject({type: 'incremental', parent: one.id, note: null, totals: {files: 0, bytes: 0}})
+    // All spaces: no backup covers both, so a full one is taken, and it says so.
+    const both = await json(['backup', 'incremental', '--data-dir', data, '--repo', repo2])
+    const note = `no complete backup of ${data} covering spaces default, tenant-001: took a full backup instead`
+    expect(both).toMatchObject({type: 'full', requestedType: 'incremental', parent: null, note, warnings: [note], totals: {files: 2, records: 420}})
+    const list = await json(['backup', 'list', '--repo', repo2])
+    expect(list.backups.map((b: {id: string; type: string; label: string | null; spaces: string[]}) => [b.id, b.type, b.label, b.spaces])).toEqual([
+      [one.id, 'full', 'before upgrade', ['tenant-001']],
+      [oneInc.id, 'incremental', null, ['tenant-001']],
+      [both.id, 'full', null, spaces],
+    ])
+
+    const info = await json(['repo', 'info', '--repo', repo2])
+    const stored = list.backups.reduce((a: number, b: {storedBytes: number}) => a + b.storedBytes, 0)
+    expect(info).toStrictEqual({repo: `file://${repo2}`, config: expect.objectContaining({format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 1}}), backups: 3, incomplete: 0, bytes: expect.any(Number), newest: both.id})
+    // Objects: the archives plus a manifest per backup.
+    expect(info.bytes).toBeGreaterThan(stored)
+    const infoText = await run(['repo', 'info', '--repo', repo2])
+    expect(infoText.stdout.split('\n')[2]).toMatch(new RegExp(`^  3 complete backups, \\S+ \\S+; newest ${both.id}$`))
+
+    // Prune: keep the newest backup and one full; the other two go. Without --yes (or with --dry-run)
+    // nothing changes; --keep-within keeps everything taken within the hour.
+    const policy = ['--keep-last', '1', '--keep-daily', '0', '--keep-weekly', '0', '--keep-monthly', '0', '--min-full', '1']
+    const files = await filesUnder(repo2)
+    for (const extra of [[], ['--dry-run']]) {
+      const plan = await json(['backup', 'prune', '--repo', repo2, ...policy, ...extra])
+      expect(plan).toMatchObject({dryRun: true, kept: 1, deleted: [oneInc.id, one.id], incomplete: []})
+      expect(plan.decisions.map((d: {id: string; keep: boolean; reasons: string[]}) => [d.id, d.keep, d.reasons])).toEqual([
+        [both.id, true, ['last', 'min-full']],
+        [oneInc.id, false, []],
+        [one.id, false, []],
+      ])
+    }
+    expect(await filesUnder(repo2)).toEqual(files)
+    const within = await json(['backup', 'prune', '--repo', repo2, ...policy, '--keep-within', '1h'])
+    expect(within).toMatchObject({kept: 3, deleted: []})
+    expect(within.decisions.map((d: {reasons: string[]}) => d.reasons.includes('within'))).toEqual([true, true, true])
+    const applied = await json(['backup', 'prune', '--repo', repo2, ...policy, '--yes'])
+    expect(applied).toMatchObject({dryRun: false, kept: 1, deleted: [oneInc.id, one.id]})
+    expect((await json(['backup', 'list', '--repo', repo2])).backups.map((b: {id: string}) => b.id)).toEqual([both.id])
+    expect((await filesUnder(repo2)).filter((f) => f.startsWith('backups/'))).toEqual([`backups/${both.id}/default.tar.zst`, `backups/${both.id}/manifest.json`, `backups/${both.id}/tenant-001.tar.zst`])
   })
 })

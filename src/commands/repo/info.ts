@@ -12,7 +12,8 @@ export default class RepoInfo extends OpsCommand {
     const {flags} = await this.parse(RepoInfo)
     const repo = await this.openRepo(flags)
     const all = await repo.backups()
-    const complete = all.filter((b) => b.complete)
+    // In manifest time order: ids sort by second and then by type, so "newest" by id could be wrong.
+    const complete = await repo.completeBackups(all)
     const result = {
       repo: repo.backend.url,
       config: repo.config,
