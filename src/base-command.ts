@@ -57,6 +57,17 @@ export abstract class OpsCommand extends Command {
     return super.catch(e)
   }
 
+  /**
+   * Under --json the reporter prints nothing, so warnings given on the way (a damaged record seen by
+   * a verification, a broken stale lock) join the result as `warnings`, where there are any and the
+   * result does not carry its own (backups always do).
+   */
+  protected override toSuccessJson(result: unknown): unknown {
+    const warnings = this._reporter?.warnings ?? []
+    if (warnings.length === 0 || !result || typeof result !== 'object' || Array.isArray(result) || 'warnings' in result) return result
+    return {...result, warnings: [...warnings]}
+  }
+
   protected override toErrorJson(err: unknown): unknown {
     return errorJson(toOpsError(err))
   }

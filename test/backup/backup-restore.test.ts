@@ -691,6 +691,12 @@ describe('restore safety', {timeout: 180_000}, () => {
     expect(moved).not.toBeNull()
     expect(await tree(moved![1])).toEqual(dataTree)
     expect(await tree(target)).toEqual(dataTree)
+    // Under --json stderr is silent: the warning is in the result.
+    const asJson = await cli(['restore', '--latest', '--repo', repoDir, '--to', target, '--yes', '--json'])
+    expect(asJson.code).toBe(0)
+    const result = JSON.parse(asJson.stdout)
+    expect(result.warnings).toEqual([`the previous contents of ${target} were moved to ${result.replacedMovedTo}; delete it once the restore is checked`])
+    expect(await tree(result.replacedMovedTo)).toEqual(dataTree)
   })
 
   it('writes WAL files with mode 0600 and creates hot/ warm/ cold/ for every space', async () => {
@@ -714,8 +720,9 @@ describe('restore safety', {timeout: 180_000}, () => {
     const datasyncs = vi.spyOn(proto, 'datasync')
     try {
       expect((await restore(repo, join(root, 'synced'))).synced).toBe(true)
-      // One fsync per restored file and archive: 2 spaces, each with its file whole and then appended to.
-      expect(syncs.mock.calls.length).toBe(4)
+      // One fsync per restored file and archive: 2 spaces, each with its file whole and then appended
+      // to; then the directories that name them: each space's wal/ and the space, staging, its parent.
+      expect(syncs.mock.calls.length).toBe(4 + 6)
       syncs.mockClear()
       datasyncs.mockClear()
       expect((await restore(repo, join(root, 'unsynced'), {sync: false})).synced).toBe(false)
@@ -725,7 +732,7 @@ describe('restore safety', {timeout: 180_000}, () => {
       const target = {kind: 'time', ns: T0 + HOUR, exclusive: false} as const
       const reporter = recorder()
       await runPitr(repo, {target, spaces: [], to: join(root, 'pitr-synced'), yes: false, dryRun: false, reporter})
-      expect(syncs.mock.calls.length).toBe(4) // the full backup's 2 files (the target is before the incremental), then the 2 cut ones
+      expect(syncs.mock.calls.length).toBe(4 + 6) // the full backup's 2 files (the target is before the incremental), the 2 cut ones, the 6 directories
       syncs.mockClear()
       expect((await runPitr(repo, {target, spaces: [], to: join(root, 'pitr-unsynced'), yes: false, dryRun: false, reporter, sync: false})).synced).toBe(false)
       expect(syncs.mock.calls.length).toBe(0)

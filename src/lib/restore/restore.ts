@@ -8,6 +8,7 @@ import {chmod, mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import {basename, dirname, join, resolve} from 'node:path'
 
 import {ExitCode, OpsError, UsageError} from '../errors.js'
+import {fsyncDir} from '../fsync.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import type {Reporter} from '../ui/reporter.js'
@@ -121,22 +122,39 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
     if (after) await after(staging)
     o.signal?.throwIfAborted()
     await chmod(staging, 0o755)
+    const sync = o.sync !== false
+    // The files are fsynced; their names are made durable too, bottom up, before they are moved into place.
+    if (sync) {
+      for (const space of plan.spaces) {
+        await fsyncDir(join(staging, space, 'wal'))
+        await fsyncDir(join(staging, space))
+      }
+      await fsyncDir(staging)
+    }
     let replacedMovedTo: string | null = null
     if (plan.targetState === 'missing') {
       await rename(staging, plan.target)
     } else if (plan.targetState === 'empty') {
       for (const e of await readdir(staging)) await rename(join(staging, e), join(plan.target, e))
       await rm(staging, {recursive: true, force: true})
+      if (sync) await fsyncDir(plan.target)
     } else {
       const stamp = `${plan.target}.replaced-${new Date().toISOString().replaceAll(':', '').replace(/\.\d+Z$/, 'Z')}`
       // Never reuse the name of an earlier restore's moved-aside copy (two restores in one second).
       replacedMovedTo = stamp
       for (let n = 2; await stat(replacedMovedTo).then(() => true, () => false); n++) replacedMovedTo = `${stamp}-${n}`
       await rename(plan.target, replacedMovedTo)
-      await rename(staging, plan.target)
+      try {
+        await rename(staging, plan.target)
+      } catch (error) {
+        // The target must not stay missing: put the previous contents back (staging is removed below).
+        await rename(replacedMovedTo, plan.target).catch(() => {})
+        throw error
+      }
       o.reporter.warn(`the previous contents of ${plan.target} were moved to ${replacedMovedTo}; delete it once the restore is checked`)
     }
-    return {...base, restoredBytes, durationMs: Date.now() - started, replacedMovedTo, synced: o.sync !== false}
+    if (sync) await fsyncDir(parent)
+    return {...base, restoredBytes, durationMs: Date.now() - started, replacedMovedTo, synced: sync}
   } catch (error) {
     await rm(staging, {recursive: true, force: true}).catch(() => {})
     throw error

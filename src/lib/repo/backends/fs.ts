@@ -13,6 +13,7 @@ import {pipeline} from 'node:stream/promises'
 
 import {mapConcurrently} from '../../concurrent.js'
 import {OpsError} from '../../errors.js'
+import {fsyncDir} from '../../fsync.js'
 import {processAlive} from '../../process.js'
 import {EarlyWriteback} from '../../writeback.js'
 import {BackendError, type GetOptions, type ObjectInfo, type ObjectReader, type ObjectWriter, type PutOptions, type RepositoryBackend} from '../backend.js'
@@ -77,15 +78,6 @@ function mapError(error: unknown, action: string, path: string): BackendError {
     return new BackendError('no-space', msg, {subject: path, cause: error, suggestion: 'Free space on the repository filesystem, or prune old backups.'})
   }
   return new BackendError('other', msg, {subject: path, cause: error})
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
 }
 
 /**
