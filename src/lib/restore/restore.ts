@@ -143,20 +143,40 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
       // Never reuse the name of an earlier restore's moved-aside copy (two restores in one second).
       replacedMovedTo = stamp
       for (let n = 2; await stat(replacedMovedTo).then(() => true, () => false); n++) replacedMovedTo = `${stamp}-${n}`
-      await rename(plan.target, replacedMovedTo)
-      try {
-        await rename(staging, plan.target)
-      } catch (error) {
-        // The target must not stay missing: put the previous contents back (staging is removed below).
-        await rename(replacedMovedTo, plan.target).catch(() => {})
-        throw error
-      }
+      await replaceTarget(staging, plan.target, replacedMovedTo)
       o.reporter.warn(`the previous contents of ${plan.target} were moved to ${replacedMovedTo}; delete it once the restore is checked`)
     }
     if (sync) await fsyncDir(parent)
     return {...base, restoredBytes, durationMs: Date.now() - started, replacedMovedTo, synced: sync}
   } catch (error) {
-    await rm(staging, {recursive: true, force: true}).catch(() => {})
+    // Staging holds the only copy of the restored data once a swap could not be undone: it stays.
+    if (!(error instanceof OpsError && error.code === 'RESTORE_SWAP_FAILED')) await rm(staging, {recursive: true, force: true}).catch(() => {})
+    throw error
+  }
+}
+
+/**
+ * Moves a non-empty target aside to `movedTo` and the staging directory into its place: two renames
+ * (Node has no renameat2(RENAME_EXCHANGE)). Should the second fail, the first is undone, so the target
+ * is as it was; should that fail too, the error names where both copies are and staging is kept.
+ * `renameFn` is for tests.
+ */
+export async function replaceTarget(staging: string, target: string, movedTo: string, renameFn: typeof rename = rename): Promise<void> {
+  await renameFn(target, movedTo)
+  try {
+    await renameFn(staging, target)
+  } catch (error) {
+    try {
+      await renameFn(movedTo, target)
+    } catch {
+      throw new OpsError(`restore could not move ${staging} into place as ${target} (${(error as Error).message}), nor the previous contents back from ${movedTo}`, {
+        code: 'RESTORE_SWAP_FAILED',
+        exit: ExitCode.unexpected,
+        subject: target,
+        suggestion: `Nothing is lost: the restored data is in ${staging} and the previous contents in ${movedTo}; rename one of them to ${target}.`,
+        cause: error,
+      })
+    }
     throw error
   }
 }
@@ -169,7 +189,7 @@ export interface RestoreOptions extends ExecuteOptions {
 }
 
 export async function runRestore(repo: Repository, o: RestoreOptions): Promise<RestoreResult> {
-  const id = o.id ?? (await repo.latestBackup()).id
+  const id = o.id ?? (await repo.requireBackups()).at(-1)!.id
   const {plan, chain} = await planRestore(repo, id, o.spaces, o.to)
   return execute(repo, plan, chain, o)
 }
@@ -181,7 +201,7 @@ export interface PitrOptions extends ExecuteOptions {
 }
 
 export async function runPitr(repo: Repository, o: PitrOptions): Promise<RestoreResult> {
-  const backups = await repo.completeBackups()
+  const backups = await repo.requireBackups()
   let spaces = o.spaces
   if (o.target.kind === 'seq') {
     const file = o.target.file
