@@ -355,19 +355,35 @@ describe('backup verify: what it is asked to verify', () => {
     expect(existsSync(join(repoDir, 'backups', typo))).toBe(false)
   })
 
-  it('a repository without a complete backup: --latest, --all and restore --latest exit 2 (NO_BACKUP)', async () => {
+  it('a repository without a complete backup: --latest, --all, restore --latest and restore pitr exit 2 (NO_BACKUP)', async () => {
     const empty = join(tmp, 'empty-repo')
     expect((await cli(['repo', 'init', '--repo', empty])).code).toBe(0)
     for (const argv of [
       ['backup', 'verify', '--latest', '--repo', empty],
       ['backup', 'verify', '--all', '--repo', empty],
       ['restore', '--latest', '--repo', empty, '--to', join(tmp, 'nothing-restored')],
+      ['restore', 'pitr', '--target-time', '2026-11-01T00:00:00Z', '--repo', empty, '--to', join(tmp, 'nothing-restored')],
     ]) {
       const r = await cli([...argv, '--json'])
       expect(r.code, argv.join(' ')).toBe(2)
       expect(JSON.parse(r.stdout).error, argv.join(' ')).toMatchObject({code: 'NO_BACKUP', exitCode: 2, message: `no complete backup in file://${empty}`})
     }
     expect(existsSync(join(tmp, 'nothing-restored'))).toBe(false)
+  })
+
+  it('an id together with --latest or --all is refused (exit 2), by verify and by restore alike', async () => {
+    for (const argv of [
+      ['backup', 'verify', full, '--latest'],
+      ['backup', 'verify', full, '--all'],
+      ['backup', 'verify'],
+      ['restore', full, '--latest', '--to', join(tmp, 'never-restored')],
+      ['restore', '--to', join(tmp, 'never-restored')],
+    ]) {
+      const r = await cli([...argv, '--repo', repoDir, '--json'])
+      expect(r.code, argv.join(' ')).toBe(2)
+      expect(JSON.parse(r.stdout).error, argv.join(' ')).toMatchObject({code: 'NO_BACKUP_SELECTED', exitCode: 2})
+    }
+    expect(existsSync(join(tmp, 'never-restored'))).toBe(false)
   })
 })
 

@@ -24,14 +24,16 @@ L4: restore into a scratch directory, open it with the engine and serve it on a 
 
   async run(): Promise<{ok: boolean; results: VerifyResult[]}> {
     const {args, flags} = await this.parse(BackupVerify)
-    if (!flags.all && !flags.latest && !args.id) throw new UsageError('say which backup to verify', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id, --latest or --all.'})
+    if ([args.id !== undefined, flags.latest, flags.all].filter(Boolean).length !== 1) {
+      throw new UsageError('say which backup to verify: a backup id, --latest or --all (one of them)', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id, --latest or --all.'})
+    }
     const repo = await this.openRepo(flags)
     const listed = await repo.backups()
     const complete = await repo.completeBackups(listed)
     let ids: string[]
     if (flags.all || flags.latest) {
-      const latest = await repo.latestBackup(complete) // none at all: exit 2
-      ids = flags.all ? complete.map((m) => m.id) : [latest.id]
+      const selectable = await repo.requireBackups(listed) // none at all: exit 2
+      ids = flags.all ? selectable.map((m) => m.id) : [selectable.at(-1)!.id]
     } else {
       // An id the repository has never seen (a typo) is a usage error (exit 2), and nothing is written
       // for it: a verification record would make it show up as an incomplete backup.

@@ -19,7 +19,7 @@ non-empty target needs --yes. Stop Engram before restoring into its live data di
 
   async run(): Promise<RestoreResult> {
     const {args, flags} = await this.parse(Restore)
-    if (!args.id && !flags.latest) throw new UsageError('say which backup to restore', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id or --latest.'})
+    if (Boolean(args.id) === Boolean(flags.latest)) throw new UsageError('say which backup to restore: a backup id or --latest (one of them)', {code: 'NO_BACKUP_SELECTED', suggestion: 'Pass a backup id or --latest.'})
     const repo = await this.openRepo(flags)
     const r = await runRestore(repo, {id: args.id, latest: flags.latest, spaces: flags.space ?? [], to: flags.to, yes: flags.yes, dryRun: flags['dry-run'], sync: !flags['no-sync'], reporter: this.reporter, signal: this.signal})
     return this.report(r)

@@ -10,7 +10,7 @@ import {ExitCode, IntegrityError, OpsError} from '../errors.js'
 import {BackendError, readAll, type RepositoryBackend} from './backend.js'
 import {EncryptedBackend, type EncryptionConfig, unwrapKey, wrapKey} from './crypto.js'
 import {BACKUPS_PREFIX, backupIdOfKey, manifestKey, REPO_CONFIG_KEY, verificationKey} from './layout.js'
-import {type Manifest, MANIFEST_FORMAT, MANIFEST_FORMAT_1, selfChecksum, upgradeManifest} from './manifest.js'
+import {byStartTime, type Manifest, MANIFEST_FORMAT, MANIFEST_FORMAT_1, selfChecksum, upgradeManifest} from './manifest.js'
 
 export const REPO_FORMAT = 'engram-ops-repo/1'
 /** Manifests (or verification records) read at once when listing backups. */
@@ -178,14 +178,17 @@ export class Repository {
     return (entries ?? (await this.backups()))
       .filter((b) => b.manifest)
       .map((b) => b.manifest!)
-      .sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.id < b.id ? -1 : 1))
+      .sort(byStartTime)
   }
 
-  /** The newest complete backup. A repository without one is a usage error (exit 2): there is nothing to select. */
-  async latestBackup(complete?: Manifest[]): Promise<Manifest> {
-    const last = (complete ?? (await this.completeBackups())).at(-1)
-    if (!last) throw new OpsError(`no complete backup in ${this.backend.url}`, {code: 'NO_BACKUP', exit: ExitCode.usage, subject: this.backend.url, suggestion: 'Take one with `engram-ops backup full`.'})
-    return last
+  /**
+   * The complete backups, as `completeBackups`, for a command that selects among them (--latest,
+   * --all, a PITR target): a repository without any is a usage error (exit 2, NO_BACKUP).
+   */
+  async requireBackups(entries?: BackupEntry[]): Promise<Manifest[]> {
+    const complete = await this.completeBackups(entries)
+    if (complete.length === 0) throw new OpsError(`no complete backup in ${this.backend.url}`, {code: 'NO_BACKUP', exit: ExitCode.usage, subject: this.backend.url, suggestion: 'Take one with `engram-ops backup full`.'})
+    return complete
   }
 
   /**
