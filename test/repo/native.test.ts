@@ -13,15 +13,29 @@ const require = createRequire(import.meta.url)
 const run = promisify(execFile)
 
 describe('native addons', () => {
-  it('names the platform packages as napi-rs does, glibc before musl on Linux', () => {
-    expect(platformPackages('@node-rs/crc32', 'linux', 'x64')).toEqual(['@node-rs/crc32-linux-x64-gnu', '@node-rs/crc32-linux-x64-musl'])
-    expect(platformPackages('@node-rs/crc32', 'linux', 'arm64')).toEqual(['@node-rs/crc32-linux-arm64-gnu', '@node-rs/crc32-linux-arm64-musl'])
+  it('names the platform package as napi-rs does, by the C library on Linux', () => {
+    const gnu = () => 'gnu' as const
+    const musl = () => 'musl' as const
+    expect(platformPackages('@node-rs/crc32', 'linux', 'x64', gnu)).toEqual(['@node-rs/crc32-linux-x64-gnu'])
+    expect(platformPackages('@node-rs/crc32', 'linux', 'x64', musl)).toEqual(['@node-rs/crc32-linux-x64-musl'])
+    expect(platformPackages('@node-rs/crc32', 'linux', 'arm64', gnu)).toEqual(['@node-rs/crc32-linux-arm64-gnu'])
+    expect(platformPackages('@node-rs/crc32', 'linux', 'arm', gnu)).toEqual(['@node-rs/crc32-linux-arm-gnueabihf'])
+    expect(platformPackages('@node-rs/crc32', 'linux', 'x64', () => null)).toEqual([])
     expect(platformPackages('@napi-rs/blake-hash', 'darwin', 'arm64')).toEqual(['@napi-rs/blake-hash-darwin-arm64'])
     expect(platformPackages('@napi-rs/blake-hash', 'win32', 'x64')).toEqual(['@napi-rs/blake-hash-win32-x64-msvc'])
     expect(platformPackages('@napi-rs/blake-hash', 'aix', 'ppc64')).toEqual([])
+    // The loaders' own override of where the binary is: left to them.
+    process.env.NAPI_RS_NATIVE_LIBRARY_PATH = '/opt/custom/crc32.node'
+    try {
+      expect(platformPackages('@node-rs/crc32', 'linux', 'x64', gnu)).toEqual([])
+    } finally {
+      delete process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+    }
   })
 
-  it.runIf(process.platform === 'linux' && process.arch === 'x64')('loads the platform packages themselves on linux-x64 (this machine), never the generic loaders', async () => {
+  // glibc: the machines this project's CI runs on (an Alpine machine would load the -musl packages).
+  const glibc = process.platform === 'linux' && Boolean((process.report.getReport() as {header?: {glibcVersionRuntime?: string}}).header?.glibcVersionRuntime)
+  it.runIf(glibc && process.arch === 'x64')('loads the platform packages themselves on linux-x64 (this machine), never the generic loaders', async () => {
     // In a process of its own (the built module), so that the modules it loaded are all it loaded.
     // Loaded through the generic loaders, the list would also hold their index.js files.
     const native = new URL('../../dist/lib/native.js', import.meta.url).href
