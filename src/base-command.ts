@@ -4,7 +4,7 @@
  */
 import {Command, Flags, settings} from '@oclif/core'
 
-import {errorJson, errorText, ExitCode, type OpsError, toOpsError} from './lib/errors.js'
+import {errorJson, errorText, markPartial, type OpsError, toOpsError} from './lib/errors.js'
 import {abortOnSignals} from './lib/process.js'
 import {openRepositoryFromFlags, readPassphrase} from './lib/repo/open.js'
 import type {Repository} from './lib/repo/repository.js'
@@ -40,7 +40,7 @@ export abstract class OpsCommand extends Command {
 
   /** Marks a run that completed but found problems (damage, skipped input): exit 3 unless already failing. */
   protected markPartial(): void {
-    if (!process.exitCode) process.exitCode = ExitCode.partial
+    markPartial()
   }
 
   protected override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
@@ -58,14 +58,14 @@ export abstract class OpsCommand extends Command {
   }
 
   /**
-   * Under --json the reporter prints nothing, so warnings given on the way (a damaged record seen by
-   * a verification, a broken stale lock) join the result as `warnings`, where there are any and the
-   * result does not carry its own (backups always do).
+   * Under --json the reporter prints nothing, so the warnings given on the way (a damaged record seen
+   * by a verification, a broken stale lock, a moved-aside restore target) are the result's `warnings`:
+   * always there, empty or not, so that the shape does not change with what happened. A result that
+   * lists its own (backups, engine stats) keeps them.
    */
   protected override toSuccessJson(result: unknown): unknown {
-    const warnings = this._reporter?.warnings ?? []
-    if (warnings.length === 0 || !result || typeof result !== 'object' || Array.isArray(result) || 'warnings' in result) return result
-    return {...result, warnings: [...warnings]}
+    if (!result || typeof result !== 'object' || Array.isArray(result) || 'warnings' in result) return result
+    return {...result, warnings: [...(this._reporter?.warnings ?? [])]}
   }
 
   protected override toErrorJson(err: unknown): unknown {

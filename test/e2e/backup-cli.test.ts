@@ -107,12 +107,12 @@ describe('backup main path (built CLI), step by step', {timeout: 180_000}, () =>
       lastVerification: null,
     })
     const list = await json(['backup', 'list', '--repo', repo])
-    expect(list).toStrictEqual({backups: [row(full, 'full', null, 300), row(inc, 'incremental', full.id, 120)], incomplete: []})
+    expect(list).toStrictEqual({backups: [row(full, 'full', null, 300), row(inc, 'incremental', full.id, 120)], incomplete: [], warnings: []})
   })
 
   it('backup show: the manifest and its chain', async () => {
     show = await json(['backup', 'show', inc.id, '--repo', repo])
-    expect(Object.keys(show).sort()).toEqual(['chain', 'manifest'])
+    expect(Object.keys(show).sort()).toEqual(['chain', 'manifest', 'warnings'])
     expect(show.chain).toEqual([full.id, inc.id])
     expect(show.manifest).toMatchObject({format: 'engram-ops-backup/2', hashAlgorithm: 'blake3', id: inc.id, type: 'incremental', parent: full.id, chain: [full.id, inc.id], dataRoot: data, compaction: null})
     expect(show.manifest.spaces.map((s: {space: string; files: Array<{offset: number; length: number}>}) => [s.space, s.files.map((f) => f.length)])).toEqual(
@@ -236,7 +236,7 @@ describe('backup main path (built CLI), step by step', {timeout: 180_000}, () =>
 
     const info = await json(['repo', 'info', '--repo', repo2])
     const stored = list.backups.reduce((a: number, b: {storedBytes: number}) => a + b.storedBytes, 0)
-    expect(info).toStrictEqual({repo: `file://${repo2}`, config: expect.objectContaining({format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 1}}), backups: 3, incomplete: 0, bytes: expect.any(Number), newest: both.id})
+    expect(info).toStrictEqual({repo: `file://${repo2}`, config: expect.objectContaining({format: 'engram-ops-repo/1', compression: {codec: 'zstd', level: 1}}), backups: 3, incomplete: 0, bytes: expect.any(Number), newest: both.id, warnings: []})
     // Objects: the archives plus a manifest per backup.
     expect(info.bytes).toBeGreaterThan(stored)
     const infoText = await run(['repo', 'info', '--repo', repo2])
