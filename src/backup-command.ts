@@ -27,6 +27,6 @@ export const backupFlags = {
 /** What `backup full` and `backup incremental` share (the work itself is in src/backup-run.ts). */
 export abstract class BackupCommand extends OpsCommand {
   protected async backup(type: 'full' | 'incremental', flags: BackupFlagValues): Promise<BackupOutput> {
-    return takeBackup(type, flags, {reporter: this.reporter, signal: this.signal, out: (line) => this.out(line), partial: () => this.markPartial()})
+    return takeBackup(type, flags, {reporter: this.reporter, signal: this.signal, out: (line) => this.out(line)})
   }
 }

@@ -123,7 +123,7 @@ export async function runBackupWithoutOclif(argv: readonly string[]): Promise<bo
   const args = parseFastBackupArgs(rest)
   if (!args || (args.json && process.stdout.isTTY)) return false
   // Loaded only now: a command line handed to oclif does not load the backup code first.
-  const [{takeBackup}, {errorJson, errorText, ExitCode, toOpsError}, {abortOnSignals}, {createReporter}] = await Promise.all([
+  const [{takeBackup}, {errorJson, errorText, toOpsError}, {abortOnSignals}, {createReporter}] = await Promise.all([
     import('./backup-run.js'),
     import('./lib/errors.js'),
     import('./lib/process.js'),
@@ -136,10 +136,7 @@ export async function runBackupWithoutOclif(argv: readonly string[]): Promise<bo
     if (!args.json) process.stdout.write(`${line}\n`)
   }
   try {
-    const partial = () => {
-      process.exitCode ||= ExitCode.partial
-    }
-    const result = await takeBackup(type, args.flags, {reporter, signal: abort.signal, out, partial})
+    const result = await takeBackup(type, args.flags, {reporter, signal: abort.signal, out})
     if (args.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
   } catch (error) {
     const e = toOpsError(error)

@@ -5,6 +5,7 @@
 import {type BackupResult, runBackup} from './lib/backup/backup.js'
 import type {HashAlgorithm} from './lib/digest.js'
 import {resolveDataDir} from './lib/engine/layout.js'
+import {markPartial} from './lib/errors.js'
 import {parseCompression} from './lib/repo/compression.js'
 import {isCorruption} from './lib/repo/manifest.js'
 import {openRepositoryFromFlags} from './lib/repo/open.js'
@@ -33,8 +34,6 @@ export interface BackupIo {
   signal: AbortSignal
   /** Prints one line of the human result (nothing under --json). */
   out(line: string): void
-  /** Marks a backup that completed but found damaged records: exit 3 (docs/exit-codes.md). */
-  partial(): void
 }
 
 /** The result as printed under --json: what runBackup returns, plus every warning it gave. */
@@ -73,7 +72,7 @@ export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlag
     if (isCorruption(d)) io.reporter.warn(`damaged WAL ${where} (${d.kind}): ${d.detail}`)
     else io.reporter.info(`${where}: ${d.detail}`)
   }
-  if (result.damage.some(isCorruption)) io.partial()
+  if (result.damage.some(isCorruption)) markPartial()
   for (const s of result.skipped) io.reporter.info(`skipped ${s.path}: ${s.reason}; Engram does not load it either`)
   return {...result, warnings: [...io.reporter.warnings]}
 }

@@ -201,3 +201,8 @@ export function errorText(e: OpsError, verbose: boolean): string {
 
 /** The JSON printed for an error under --json. */
 export const errorJson = (e: OpsError): {error: Record<string, unknown>} => ({error: e.toJSON()})
+
+/** Marks a run that completed but found problems (damage, skipped input): exit 3, unless already failing. */
+export function markPartial(): void {
+  if (!process.exitCode) process.exitCode = ExitCode.partial
+}

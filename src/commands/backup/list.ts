@@ -29,9 +29,7 @@ export default class BackupList extends OpsCommand {
     const all = await repo.backups()
     const verifications = await repo.lastVerifications(all.filter((b) => b.manifest))
     const rows: BackupListRow[] = []
-    for (const b of all) {
-      const m = b.manifest
-      if (!m) continue
+    for (const m of await repo.completeBackups(all)) {
       rows.push({
         id: m.id,
         type: m.type,
@@ -46,7 +44,6 @@ export default class BackupList extends OpsCommand {
         lastVerification: verifications.get(m.id) ?? null,
       })
     }
-    rows.sort((a, b) => (a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : 0))
     const incomplete = all.filter((b) => !b.complete).map((b) => b.id)
     this.out(
       renderTable(

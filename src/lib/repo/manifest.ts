@@ -21,6 +21,11 @@ export interface DamageNote {
   detail: string
 }
 
+/** Oldest first: by the manifests' start times, then by id. Never by names or file times alone. */
+export function byStartTime(a: Pick<Manifest, 'startedAt' | 'id'>, b: Pick<Manifest, 'startedAt' | 'id'>): number {
+  return a.startedAt < b.startedAt ? -1 : a.startedAt > b.startedAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+}
+
 /**
  * Damage that is corruption: records Engram skips or cannot read (`bad_payload_crc`, `bad_header`).
  * The other kinds (`torn_tail`, `partial_header`) are a record still being written when the file was

@@ -8,7 +8,7 @@
  * newest backup of each of the last N buckets that have one; `keepWithin` keeps everything newer
  * than the newest backup minus the duration.
  */
-import type {Manifest} from '../repo/manifest.js'
+import {byStartTime, type Manifest} from '../repo/manifest.js'
 
 export interface RetentionPolicy {
   keepLast: number
@@ -39,7 +39,7 @@ function isoWeek(d: Date): string {
 
 export function planRetention(backups: Manifest[], p: RetentionPolicy): RetentionDecision[] {
   // Newest first, by manifest start time.
-  const sorted = [...backups].sort((a, b) => (a.startedAt < b.startedAt ? 1 : a.startedAt > b.startedAt ? -1 : a.id < b.id ? 1 : -1))
+  const sorted = [...backups].sort((a, b) => byStartTime(b, a))
   const decisions = new Map<string, RetentionDecision>(sorted.map((m) => [m.id, {id: m.id, type: m.type, startedAt: m.startedAt, keep: false, reasons: []}]))
   const keep = (id: string, reason: string) => {
     const d = decisions.get(id)!
