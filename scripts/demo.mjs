@@ -132,6 +132,10 @@ try {
   console.error(`demo failed; its files are kept in ${work}`)
   throw error
 } finally {
-  for (const child of servers) child.kill('SIGTERM')
+  // Every server gone (stopped by the demo or now) before its data directory is removed.
+  await Promise.all([...servers].map((child) => new Promise((resolve) => {
+    child.once('exit', resolve)
+    child.kill('SIGTERM')
+  })))
   if (!failed && !process.env.DEMO_KEEP) rmSync(work, {recursive: true, force: true})
 }

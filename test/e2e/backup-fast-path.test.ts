@@ -5,7 +5,7 @@
  * JSON, text and exit codes as the same command run through oclif.
  */
 import {spawn} from 'node:child_process'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {cp, mkdir, mkdtemp, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -18,7 +18,7 @@ import BackupFull from '../../src/commands/backup/full.js'
 import BackupIncremental from '../../src/commands/backup/incremental.js'
 import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import {acquireRepoLock} from '../../src/lib/repo/lock.js'
-import {repoRoot} from '../support/fixtures.js'
+import {fixturesRoot, repoRoot} from '../support/fixtures.js'
 import {type CliRun, cliNodeArgs, runCli} from '../support/cli.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -214,6 +214,29 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
           expect(fast.stdout).toMatch(new RegExp(`^backup \\d{8}T\\d{6}Z-${type === 'full' ? 'full' : 'incr'}-[0-9a-f]{6} \\(${type}( on [^)]+)?\\) complete: \\d+ files, [\\d.]+ (KiB|B) captured, [\\d.]+ (KiB|B) stored, \\d+ records in `))
           expect(fast.stdout.trimEnd().split('\n')).toHaveLength(1)
         }
+      }
+    }
+  })
+
+  it('a backup of damaged WAL: the same exit code 3, warnings and notes, text and JSON', async () => {
+    const damaged = join(root, 'damaged')
+    await cp(join(fixturesRoot, 'damaged', 'default'), join(damaged, 'default'), {recursive: true})
+    await mkdir(join(damaged, 'lost+found'))
+    const repos = [join(root, 'repo-damaged'), join(root, 'repo-damaged-oclif')]
+    for (const r of repos) expect((await runCli(['repo', 'init', '--repo', r])).code).toBe(0)
+    const notes = (text: string) => stable(text).replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '').split('\n').sort()
+    for (const extra of [[], ['--json']]) {
+      const fast = await runFast(['backup', 'full', '--data-dir', damaged, '--repo', repos[0], ...extra])
+      const viaOclif = await runThroughOclif(['backup', 'full', '--data-dir', damaged, '--repo', repos[1], ...extra])
+      expect([fast.code, viaOclif.code], `${fast.stderr}\n${viaOclif.stderr}`).toEqual([3, 3])
+      expect(stable(fast.stdout)).toBe(stable(viaOclif.stdout).replaceAll(repos[1], repos[0]))
+      expect(notes(fast.stderr)).toEqual(notes(viaOclif.stderr.replaceAll(repos[1], repos[0])))
+      if (extra.length > 0) {
+        const result = JSON.parse(fast.stdout)
+        expect(result.warnings).toHaveLength(3)
+        expect(result.skipped).toEqual([{path: join(damaged, 'lost+found'), reason: expect.any(String)}])
+      } else {
+        expect(fast.stderr.match(/warning: damaged WAL /g)).toHaveLength(3)
       }
     }
   })

@@ -199,9 +199,9 @@ export async function verifyBackup(repo: Repository, id: string, level: number, 
         const picks = [...samples.map((s) => s.id), ...Array.from({length: Math.min(4, live.length)}, () => live[Math.floor(Math.random() * live.length)].id)]
         for (const mid of picks) {
           const entry = st.live.get(mid)
-          // Not live: a MemoryDelete later in the chain removed it. A record lost or altered instead
-          // has already failed level 3 (records per file against the manifests) or the replay check
-          // above (every captured episode record stored, duplicate or undecodable).
+          // Not live: deleted or superseded later in the chain, or its record does not decode (the
+          // replay check above allows those). A record lost or altered in the restore has already
+          // failed level 3 (records per file against the manifests) or that replay check.
           if (!entry) continue
           const episode = await store.read(st, entry)
           const sample = samples.find((s) => s.id === mid)
