@@ -174,7 +174,7 @@ async function keyChange(url: string, raw: RepositoryBackend): Promise<void> {
   const oldConfig = JSON.parse(before.get(REPO_CONFIG_KEY)!.toString('utf8'))
   // A wrong current passphrase cannot change it.
   expect((await json(['repo', 'key', 'change', '--repo', url, '--verbose'], {pass: WRONG, newPass: NEW_PASS}, 13)).error.code).toBe('WRONG_PASSPHRASE')
-  expect(await json(['repo', 'key', 'change', '--repo', url], {pass: PASS, newPass: NEW_PASS})).toEqual({repo: expect.any(String), changed: true})
+  expect(await json(['repo', 'key', 'change', '--repo', url], {pass: PASS, newPass: NEW_PASS})).toEqual({repo: expect.any(String), changed: true, warnings: []})
 
   const after = await rawObjects(raw)
   const strip = (m: Map<string, Buffer>) => digest(new Map([...m].filter(([k]) => k !== REPO_CONFIG_KEY)))

@@ -196,7 +196,7 @@ describe('S3 under injected faults', {timeout: 180_000}, () => {
     expect(await s3.openUploads()).toEqual([])
     const list = await runCli(['backup', 'list', '--repo', url, '--json'])
     expect(list.code).toBe(0)
-    expect(JSON.parse(list.stdout)).toEqual({backups: [], incomplete: []})
+    expect(JSON.parse(list.stdout)).toEqual({backups: [], incomplete: [], warnings: []})
 
     // With the faults gone, the next backup succeeds.
     const ok = await runCli(['backup', 'full', '--data-dir', data, '--repo', url, '--json'])
