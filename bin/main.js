@@ -59,7 +59,8 @@ process.stdout.on('error', (error) => {
 
 // `backup full|incremental` (cron's commands) run without loading oclif where their command line is
 // plain; src/backup-fast-path.ts says why and how it stays the same command.
-const ranWithoutOclif = backupCommand && (await (await import('../dist/backup-fast-path.js')).runBackupWithoutOclif(process.argv.slice(2)))
+// The bundle of src/backup-fast-path.ts and our modules it loads (scripts/bundle.mjs says why).
+const ranWithoutOclif = backupCommand && (await (await import('../dist/fast/backup.js')).runBackupWithoutOclif(process.argv.slice(2)))
 if (!ranWithoutOclif) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})

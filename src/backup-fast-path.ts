@@ -14,12 +14,14 @@
  * the reference: test/e2e/backup-fast-path.test.ts checks this table against them, parses command
  * lines with both, and runs the built CLI both ways.
  */
+import {type BackupFlagValues, takeBackup} from './backup-run.js'
 import {HASH_ALGORITHMS} from './lib/digest.js'
+import {errorJson, errorText, toOpsError} from './lib/errors.js'
+import {abortOnSignals} from './lib/process.js'
 import {DEFAULT_LOCK_WAIT_MS} from './lib/repo/lock.js'
 import {SSE_MODES} from './lib/repo/url.js'
 import {parseBytes, parseDuration} from './lib/ui/format.js'
-
-import type {BackupFlagValues} from './backup-run.js'
+import {createReporter} from './lib/ui/reporter.js'
 
 export interface FastFlag {
   /** Parses a value; undefined means "not taken here" (oclif then parses it, or says what is wrong). Absent for a boolean flag. */
@@ -122,13 +124,6 @@ export async function runBackupWithoutOclif(argv: readonly string[]): Promise<bo
   if (topic !== 'backup' || (type !== 'full' && type !== 'incremental')) return false
   const args = parseFastBackupArgs(rest)
   if (!args || (args.json && process.stdout.isTTY)) return false
-  // Loaded only now: a command line handed to oclif does not load the backup code first.
-  const [{takeBackup}, {errorJson, errorText, toOpsError}, {abortOnSignals}, {createReporter}] = await Promise.all([
-    import('./backup-run.js'),
-    import('./lib/errors.js'),
-    import('./lib/process.js'),
-    import('./lib/ui/reporter.js'),
-  ])
   const abort = new AbortController()
   abortOnSignals(abort)
   const reporter = createReporter({json: args.json, quiet: args.quiet})

@@ -5,7 +5,7 @@
  * JSON, text and exit codes as the same command run through oclif.
  */
 import {spawn} from 'node:child_process'
-import {cp, mkdir, mkdtemp, rm} from 'node:fs/promises'
+import {cp, mkdir, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -156,6 +156,33 @@ describe('command lines parsed by the fast path and by oclif', () => {
       expect(parseFastBackupArgs(argv, env ?? {})).toBeNull()
     })
   }
+})
+
+describe('the start-up bundle (scripts/bundle.mjs)', () => {
+  it('is what bin/main.js loads, and loads neither the AWS SDK nor oclif: only Node, the two addons and its own chunks', async () => {
+    expect(await readFile(join(repoRoot, 'bin', 'main.js'), 'utf8')).toContain("await import('../dist/fast/backup.js')")
+    // The static imports of the bundle and of the chunks it imports, followed through.
+    const seen = new Set<string>()
+    const external = new Set<string>()
+    const follow = async (file: string) => {
+      if (seen.has(file)) return
+      seen.add(file)
+      const text = await readFile(join(repoRoot, 'dist', 'fast', file), 'utf8')
+      for (const m of text.matchAll(/^import\s+(?:[^'"]*?\s+from\s+)?["']([^"']+)["']/gm)) {
+        if (m[1].startsWith('./')) await follow(m[1].slice(2))
+        else external.add(m[1].startsWith('node:') ? 'node:*' : m[1])
+      }
+    }
+    await follow('backup.js')
+    // Node's modules only (the addons are required by name when first used: src/lib/native.ts).
+    expect([...external]).toEqual(['node:*'])
+    for (const file of seen) expect(await readFile(join(repoRoot, 'dist', 'fast', file), 'utf8'), file).not.toMatch(/@aws-sdk\/|@smithy\/|@oclif\//)
+    // The S3 backend is a chunk of its own, imported only for s3:// URLs.
+    const s3 = (await readdir(join(repoRoot, 'dist', 'fast'))).filter((f) => f.startsWith('s3-'))
+    expect(s3).toHaveLength(1)
+    expect(seen.has(s3[0])).toBe(false)
+    expect(await readFile(join(repoRoot, 'dist', 'fast', s3[0]), 'utf8')).toMatch(/from ["']@aws-sdk\/client-s3["']/)
+  })
 })
 
 /**
