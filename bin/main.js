@@ -58,9 +58,13 @@ process.stdout.on('error', (error) => {
 })
 
 // `backup full|incremental` (cron's commands) run without loading oclif where their command line is
-// plain; src/backup-fast-path.ts says why and how it stays the same command.
-// The bundle of src/backup-fast-path.ts and our modules it loads (scripts/bundle.mjs says why).
-const ranWithoutOclif = backupCommand && (await (await import('../dist/fast/backup.js')).runBackupWithoutOclif(process.argv.slice(2)))
+// plain (src/backup-fast-path.ts says why and how it stays the same command), from a bundle of that
+// module and the code it runs (scripts/bundle.mjs says why).
+let ranWithoutOclif = false
+if (backupCommand) {
+  const {runBackupWithoutOclif} = await import('../dist/fast/backup.js')
+  ranWithoutOclif = await runBackupWithoutOclif(process.argv.slice(2))
+}
 if (!ranWithoutOclif) {
   const {execute} = await import('@oclif/core')
   await execute({dir: import.meta.url})

@@ -4,8 +4,9 @@
 // worker into dist/fast/scan-worker.js beside it (the worker is found next to the code that starts
 // it). A small incremental backup's time is mostly start-up, and a good part of that was loading ~50
 // small ES modules one by one; docs/architecture.md has the figures.
-// - The N-API addons, the AWS SDK and oclif stay in node_modules (external): the addons are binaries,
-//   the SDK is large and only S3 repositories need it, oclif is not on this path.
+// - The AWS SDK and oclif stay in node_modules (external): the SDK is large and only S3 repositories
+//   need it; oclif is not on this path. The N-API addons are required by a name esbuild does not
+//   follow (src/lib/native.ts), so they stay there too.
 // - Splitting keeps the S3 backend, which is imported only for s3:// repositories, in a chunk of its
 //   own, so its static imports of the SDK are not hoisted into the start-up bundle (a single-file
 //   bundle would load the SDK at every start). The code it shares with the bundle (errors, the backend
@@ -22,7 +23,7 @@ const common = {
   format: 'esm',
   platform: 'node',
   target: 'node22',
-  external: ['@node-rs/*', '@napi-rs/*', '@aws-sdk/*', '@smithy/*', '@oclif/*'],
+  external: ['@aws-sdk/*', '@smithy/*', '@oclif/*'],
   logLevel: 'warning',
 }
 await Promise.all([

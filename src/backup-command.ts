@@ -1,8 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {OpsCommand} from './base-command.js'
-import {type BackupFlagValues, type BackupOutput, takeBackup} from './backup-run.js'
+import {type BackupFlagValues, takeBackup} from './backup-run.js'
 import {bytesFlag, dataDirFlag, lockWaitFlag, repoFlags} from './flags.js'
+import type {BackupResult} from './lib/backup/backup.js'
 import {DEFAULT_HASH_ALGORITHM, HASH_ALGORITHMS} from './lib/digest.js'
 import {SSE_MODES} from './lib/repo/url.js'
 
@@ -26,7 +27,7 @@ export const backupFlags = {
 
 /** What `backup full` and `backup incremental` share (the work itself is in src/backup-run.ts). */
 export abstract class BackupCommand extends OpsCommand {
-  protected async backup(type: 'full' | 'incremental', flags: BackupFlagValues): Promise<BackupOutput> {
+  protected async backup(type: 'full' | 'incremental', flags: BackupFlagValues): Promise<BackupResult> {
     return takeBackup(type, flags, {reporter: this.reporter, signal: this.signal, out: (line) => this.out(line)})
   }
 }

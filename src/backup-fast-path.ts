@@ -21,7 +21,7 @@ import {abortOnSignals} from './lib/process.js'
 import {DEFAULT_LOCK_WAIT_MS} from './lib/repo/lock.js'
 import {SSE_MODES} from './lib/repo/url.js'
 import {parseBytes, parseDuration} from './lib/ui/format.js'
-import {createReporter} from './lib/ui/reporter.js'
+import {createReporter, withWarnings} from './lib/ui/reporter.js'
 
 export interface FastFlag {
   /** Parses a value; undefined means "not taken here" (oclif then parses it, or says what is wrong). Absent for a boolean flag. */
@@ -85,7 +85,7 @@ export function parseFastBackupArgs(argv: readonly string[], env: NodeJS.Process
       name = BY_CHAR.get(arg[1]!)
     }
     const flag = name === undefined ? undefined : FAST_BACKUP_FLAGS.get(name)
-    if (!flag || !name) return null
+    if (!flag || name === undefined) return null
     if (!flag.parse) {
       if (inline !== undefined || values.has(name)) return null
       values.set(name, true)
@@ -109,8 +109,8 @@ export function parseFastBackupArgs(argv: readonly string[], env: NodeJS.Process
     } else if (flag.default !== undefined) {
       values.set(name, flag.default)
     }
+    if (flag.required && !values.has(name)) return null
   }
-  for (const [name, flag] of FAST_BACKUP_FLAGS) if (flag.required && !values.has(name)) return null
   const {json, quiet, verbose, ...flags} = Object.fromEntries(values)
   return {flags: flags as unknown as BackupFlagValues, json: json === true, quiet: quiet === true, verbose: verbose === true}
 }
@@ -132,7 +132,7 @@ export async function runBackupWithoutOclif(argv: readonly string[]): Promise<bo
   }
   try {
     const result = await takeBackup(type, args.flags, {reporter, signal: abort.signal, out})
-    if (args.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
+    if (args.json) process.stdout.write(`${JSON.stringify(withWarnings(result, reporter), null, 2)}\n`)
   } catch (error) {
     const e = toOpsError(error)
     process.exitCode = e.exitCode

@@ -36,10 +36,7 @@ export interface BackupIo {
   out(line: string): void
 }
 
-/** The result as printed under --json: what runBackup returns, plus every warning it gave. */
-export type BackupOutput = BackupResult & {warnings: string[]}
-
-export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlagValues, io: BackupIo): Promise<BackupOutput> {
+export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlagValues, io: BackupIo): Promise<BackupResult> {
   const repo = await openRepositoryFromFlags(flags, {
     partSize: flags['part-size'],
     queueSize: flags['upload-concurrency'],
@@ -74,5 +71,5 @@ export async function takeBackup(type: 'full' | 'incremental', flags: BackupFlag
   }
   if (result.damage.some(isCorruption)) markPartial()
   for (const s of result.skipped) io.reporter.info(`skipped ${s.path}: ${s.reason}; Engram does not load it either`)
-  return {...result, warnings: [...io.reporter.warnings]}
+  return result
 }

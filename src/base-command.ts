@@ -9,7 +9,7 @@ import {abortOnSignals} from './lib/process.js'
 import {openRepositoryFromFlags, readPassphrase} from './lib/repo/open.js'
 import type {Repository} from './lib/repo/repository.js'
 import type {S3Overrides} from './lib/repo/url.js'
-import {createReporter, type Reporter} from './lib/ui/reporter.js'
+import {createReporter, type Reporter, withWarnings} from './lib/ui/reporter.js'
 
 export abstract class OpsCommand extends Command {
   static override enableJsonFlag = true
@@ -57,15 +57,9 @@ export abstract class OpsCommand extends Command {
     return super.catch(e)
   }
 
-  /**
-   * Under --json the reporter prints nothing, so the warnings given on the way (a damaged record seen
-   * by a verification, a broken stale lock, a moved-aside restore target) are the result's `warnings`:
-   * always there, empty or not, so that the shape does not change with what happened. A result that
-   * lists its own (backups, engine stats) keeps them.
-   */
+  /** Under --json, the warnings given on the way are part of the result (withWarnings). */
   protected override toSuccessJson(result: unknown): unknown {
-    if (!result || typeof result !== 'object' || Array.isArray(result) || 'warnings' in result) return result
-    return {...result, warnings: [...(this._reporter?.warnings ?? [])]}
+    return withWarnings(result, this._reporter)
   }
 
   protected override toErrorJson(err: unknown): unknown {

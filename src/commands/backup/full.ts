@@ -1,5 +1,5 @@
 import {BackupCommand, backupFlags} from '../../backup-command.js'
-import type {BackupOutput} from '../../backup-run.js'
+import type {BackupResult} from '../../lib/backup/backup.js'
 
 export default class BackupFull extends BackupCommand {
   static override summary = 'Take a full backup of a data directory (safe while Engram runs).'
@@ -11,7 +11,7 @@ file cut after its last valid record.`
   static override examples = ['<%= config.bin %> <%= command.id %> --data-dir /var/lib/engram --repo /var/backups/engram']
   static override flags = backupFlags
 
-  async run(): Promise<BackupOutput> {
+  async run(): Promise<BackupResult> {
     const {flags} = await this.parse(BackupFull)
     return this.backup('full', flags)
   }

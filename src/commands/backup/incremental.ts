@@ -1,5 +1,5 @@
 import {BackupCommand, backupFlags} from '../../backup-command.js'
-import type {BackupOutput} from '../../backup-run.js'
+import type {BackupResult} from '../../lib/backup/backup.js'
 
 export default class BackupIncremental extends BackupCommand {
   static override summary = 'Back up only what changed since the last backup (a full one if there is none).'
@@ -10,7 +10,7 @@ warned about and the backup exits 3, as with a full backup.`
   static override examples = ['<%= config.bin %> <%= command.id %> --data-dir /var/lib/engram --repo /var/backups/engram --lock-wait 5m']
   static override flags = backupFlags
 
-  async run(): Promise<BackupOutput> {
+  async run(): Promise<BackupResult> {
     const {flags} = await this.parse(BackupIncremental)
     return this.backup('incremental', flags)
   }

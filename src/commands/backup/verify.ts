@@ -29,7 +29,6 @@ L4: restore into a scratch directory, open it with the engine and serve it on a 
     }
     const repo = await this.openRepo(flags)
     const listed = await repo.backups()
-    const complete = await repo.completeBackups(listed)
     let ids: string[]
     if (flags.all || flags.latest) {
       const selectable = await repo.requireBackups(listed) // none at all: exit 2
@@ -45,7 +44,7 @@ L4: restore into a scratch directory, open it with the engine and serve it on a 
       const r = await verifyBackup(repo, id, flags.level, this.reporter, this.signal)
       results.push(r)
       // Recorded only for backups that exist (have a manifest); `backup list` shows it.
-      if (complete.some((m) => m.id === id)) {
+      if (listed.some((e) => e.id === id && e.complete)) {
         await repo.recordVerification(id, {level: flags.level, ok: r.ok, at: new Date().toISOString(), detail: r.findings.map((f) => f.problem).join('; ')}).catch(() => {})
       }
       this.out(`${id}: level ${flags.level} ${r.ok ? 'OK' : 'FAILED'} (${r.checked.objects} objects, ${r.checked.records} records${r.checked.memories === null ? '' : `, ${r.checked.memories} memories, ${r.checked.samples} sampled`}) in ${formatDuration(r.durationMs)}`)

@@ -23,7 +23,7 @@ it found. Exit 0 when clean, 3 when damage or invalid space directories were fou
     space: Flags.string({char: 's', summary: 'Only this memory space (repeatable).', multiple: true}),
   }
 
-  async run(): Promise<DataDirStats & {warnings: string[]}> {
+  async run(): Promise<DataDirStats> {
     const {args, flags} = await this.parse(EngineStats)
     const stats = await collectStats(args['data-dir'] ?? resolveDataDir(flags['data-dir']), flags.space ?? [], this.signal)
     for (const s of stats.skipped) this.reporter.warn(`skipped ${s.path}: ${s.reason}`)
@@ -52,6 +52,6 @@ it found. Exit 0 when clean, 3 when damage or invalid space directories were fou
     this.out(
       `${stats.totals.spaces} spaces, ${stats.totals.files} files, ${formatBytes(stats.totals.bytes)}, ${stats.totals.records} records, ${stats.totals.memories} memories, ${stats.totals.damage} damage findings`,
     )
-    return {...stats, warnings: this.reporter.warnings}
+    return stats
   }
 }

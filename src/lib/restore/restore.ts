@@ -105,6 +105,7 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
   await mkdir(parent, {recursive: true})
   const staging = join(parent, `.${basename(plan.target)}.engram-ops-restore-${randomBytes(4).toString('hex')}`)
   await mkdir(staging, {mode: 0o755})
+  const sync = o.sync !== false
   let restoredBytes = 0
   try {
     await extractChain(
@@ -117,19 +118,20 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
         o.reporter.progress({phase: 'restore', done: restoredBytes, unit: 'bytes'})
       },
       o.signal,
-      o.sync !== false,
+      sync,
     )
     if (after) await after(staging)
     o.signal?.throwIfAborted()
     await chmod(staging, 0o755)
-    const sync = o.sync !== false
-    // The files are fsynced; their names are made durable too, bottom up, before they are moved into place.
+    // The files are fsynced; their names are made durable too, bottom up, before they are moved into
+    // place. Staging's own entries and the parent's matter only where staging itself is renamed.
+    const stagingRenamed = plan.targetState !== 'empty'
     if (sync) {
       for (const space of plan.spaces) {
         await fsyncDir(join(staging, space, 'wal'))
         await fsyncDir(join(staging, space))
       }
-      await fsyncDir(staging)
+      if (stagingRenamed) await fsyncDir(staging)
     }
     let replacedMovedTo: string | null = null
     if (plan.targetState === 'missing') {
@@ -146,7 +148,7 @@ async function execute(repo: Repository, plan: RestorePlan, chain: Manifest[], o
       await replaceTarget(staging, plan.target, replacedMovedTo)
       o.reporter.warn(`the previous contents of ${plan.target} were moved to ${replacedMovedTo}; delete it once the restore is checked`)
     }
-    if (sync) await fsyncDir(parent)
+    if (sync && stagingRenamed) await fsyncDir(parent)
     return {...base, restoredBytes, durationMs: Date.now() - started, replacedMovedTo, synced: sync}
   } catch (error) {
     // Staging holds the only copy of the restored data once a swap could not be undone: it stays.

@@ -16,7 +16,7 @@ export interface Reporter {
   info(message: string): void
   warn(message: string): void
   progress(p: Progress): void
-  /** Warnings issued so far (commands copy them into their JSON result). */
+  /** Warnings issued so far (`withWarnings` puts them into a command's JSON result). */
   readonly warnings: string[]
 }
 
@@ -62,6 +62,17 @@ export function createReporter(o: ReporterOptions): Reporter {
       drawn = true
     },
   }
+}
+
+/**
+ * A command's result as printed under --json, where the reporter prints nothing: the warnings given
+ * on the way (a damaged record, a broken stale lock, a moved-aside restore target) are its `warnings`,
+ * always there, empty or not, so that the shape does not change with what happened. A result that
+ * lists its own keeps them; arrays and other values are printed as they are.
+ */
+export function withWarnings(result: unknown, reporter: Pick<Reporter, 'warnings'> | undefined): unknown {
+  if (!result || typeof result !== 'object' || Array.isArray(result) || 'warnings' in result) return result
+  return {...result, warnings: [...(reporter?.warnings ?? [])]}
 }
 
 /** A reporter that records everything; for tests and for library callers that want silence. */
