@@ -5,13 +5,12 @@
  * JSON, text and exit codes as the same command run through oclif.
  */
 import {spawn} from 'node:child_process'
-import {cp, mkdir, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
-import {tmpdir} from 'node:os'
+import {cp, mkdir, readdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {pathToFileURL} from 'node:url'
 
 import {Flags, Parser} from '@oclif/core'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {beforeAll, describe, expect, it} from 'vitest'
 
 import {FAST_BACKUP_FLAGS, parseFastBackupArgs} from '../../src/backup-fast-path.js'
 import BackupFull from '../../src/commands/backup/full.js'
@@ -20,6 +19,7 @@ import {FsBackend} from '../../src/lib/repo/backends/fs.js'
 import {acquireRepoLock} from '../../src/lib/repo/lock.js'
 import {fixturesRoot, repoRoot} from '../support/fixtures.js'
 import {type CliRun, cliNodeArgs, runCli} from '../support/cli.js'
+import {scratchDirs} from '../support/files.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const oclifFlags: Record<string, any> = {json: Flags.boolean(), ...BackupFull.baseFlags, ...BackupFull.flags}
@@ -174,7 +174,7 @@ describe('the start-up bundle (scripts/bundle.mjs)', () => {
       }
     }
     await follow('backup.js')
-    // Node's modules only (the addons are required by name when first used: src/lib/native.ts).
+    // Node's modules only: the addons are not imported but required by name (src/lib/native.ts).
     expect([...external]).toEqual(['node:*'])
     for (const file of seen) expect(await readFile(join(repoRoot, 'dist', 'fast', file), 'utf8'), file).not.toMatch(/@aws-sdk\/|@smithy\/|@oclif\//)
     // The S3 backend is a chunk of its own, imported only for s3:// URLs.
@@ -197,11 +197,12 @@ async function runFast(args: string[]): Promise<CliRun> {
 }
 
 describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
+  const scratch = scratchDirs('engram-ops-fast')
   let root: string
   let data: string
   let repo: string
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'engram-ops-fast-'))
+    root = await scratch('cli')
     data = join(root, 'data')
     repo = join(root, 'repo')
     const gen = await runCli(['engine', 'generate', '--data-dir', data, '--size', '256KiB', '--spaces', '2', '--no-sync'])
@@ -211,9 +212,6 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
       expect(init.code, init.stderr).toBe(0)
     }
   })
-  afterAll(async () => {
-    await rm(root, {recursive: true, force: true})
-  })
 
   /** A result with what differs from run to run (ids, times, durations) replaced. */
   const stable = (text: string) =>
@@ -222,6 +220,8 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
       .replace(/in [\d.]+ m?s \([^)]*\)/g, 'in T (R)')
       .replace(/"(startedAt|finishedAt)": "[^"]*"/g, '"$1": "T"')
       .replace(/"durationMs": \d+/g, '"durationMs": 0')
+  /** Progress notes without their timestamps, sorted: archives finish in any order. */
+  const notes = (text: string) => stable(text).replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '').split('\n').sort()
 
   it('backup full and incremental print what the oclif commands print, text and JSON', async () => {
     const other = join(root, 'repo-oclif')
@@ -231,8 +231,6 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
         const viaOclif = await runThroughOclif(['backup', type, '--data-dir', data, '--repo', other, ...extra])
         expect([fast.code, viaOclif.code], `${fast.stderr}\n${viaOclif.stderr}`).toEqual([0, 0])
         expect(stable(fast.stdout)).toBe(stable(viaOclif.stdout))
-        // Progress notes: timestamped, and archives finish in any order.
-        const notes = (text: string) => stable(text).replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '').split('\n').sort()
         expect(notes(fast.stderr)).toEqual(notes(viaOclif.stderr))
         if (extra.length > 0) {
           expect(fast.stdout).toMatch(/^\{\n {2}"id": /)
@@ -251,7 +249,6 @@ describe('the built CLI, with and without oclif', {timeout: 120_000}, () => {
     await mkdir(join(damaged, 'lost+found'))
     const repos = [join(root, 'repo-damaged'), join(root, 'repo-damaged-oclif')]
     for (const r of repos) expect((await runCli(['repo', 'init', '--repo', r])).code).toBe(0)
-    const notes = (text: string) => stable(text).replace(/^\d{4}-\d\d-\d\dT[\d:.]+Z /gm, '').split('\n').sort()
     for (const extra of [[], ['--json']]) {
       const fast = await runFast(['backup', 'full', '--data-dir', damaged, '--repo', repos[0], ...extra])
       const viaOclif = await runThroughOclif(['backup', 'full', '--data-dir', damaged, '--repo', repos[1], ...extra])
