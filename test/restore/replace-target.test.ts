@@ -3,21 +3,22 @@
  * second fails, the first is undone; when that fails too, the error says where both copies are and
  * neither is touched. The failures are injected into the rename function; the directories are real.
  */
-import {mkdir, mkdtemp, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
 import {existsSync} from 'node:fs'
-import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {beforeEach, describe, expect, it} from 'vitest'
 
 import {replaceTarget} from '../../src/lib/restore/restore.js'
+import {scratchDirs} from '../support/files.js'
 
+const scratch = scratchDirs('engram-replace')
 let root: string
 let target: string
 let staging: string
 let movedTo: string
 
 beforeEach(async () => {
-  root = await mkdtemp(join(tmpdir(), 'engram-replace-'))
+  root = await scratch('target')
   target = join(root, 'engram')
   staging = join(root, '.engram.engram-ops-restore-0000')
   movedTo = join(root, 'engram.replaced-2026-11-28T000000Z')
@@ -25,10 +26,6 @@ beforeEach(async () => {
     await mkdir(dir)
     await writeFile(join(dir, 'marker'), content)
   }
-})
-
-afterEach(async () => {
-  await rm(root, {recursive: true, force: true})
 })
 
 const marker = (dir: string) => readFile(join(dir, 'marker'), 'utf8')
